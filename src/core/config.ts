@@ -1,0 +1,59 @@
+/** @module core/config — the configuration schema (zod), one source for the CLI, YAML files and docs. */
+import { z } from 'zod';
+
+/** A plugin block: `{ name: { ...options } }`, or just the plugin's name for its defaults. */
+export const PluginRef = z
+  .union([z.string().min(1), z.record(z.string(), z.unknown())])
+  .transform((v, ctx) => {
+    if (typeof v === 'string') return { name: v, options: {} as Record<string, unknown> };
+    const keys = Object.keys(v);
+    if (keys.length !== 1) {
+      ctx.addIssue({ code: 'custom', message: `a plugin block has exactly one key, its name (found ${keys.length}: ${keys.join(', ') || 'none'})` });
+      return z.NEVER;
+    }
+    const name = keys[0]!;
+    const options = v[name] ?? {};
+    if (typeof options !== 'object' || Array.isArray(options)) {
+      ctx.addIssue({ code: 'custom', path: [name], message: 'plugin options must be a mapping' });
+      return z.NEVER;
+    }
+    return { name, options: options as Record<string, unknown> };
+  });
+export type PluginRef = z.output<typeof PluginRef>;
+
+export const RetrievalConfig = z.object({
+  default_k: z.number().int().min(1).default(3).describe('k when a request gives none'),
+  max_k: z.number().int().min(1).default(1000).describe('largest k a request may ask for'),
+  default_mode: z.enum(['hybrid', 'vector', 'bm25']).default('hybrid'),
+  default_fusion: z.enum(['rrf', 'convex']).default('rrf'),
+  rrf_k: z.number().positive().default(60).describe('the k of reciprocal rank fusion'),
+  alpha: z.number().min(0).max(1).default(0.5).describe('vector weight in convex fusion'),
+  candidates: z.number().int().min(1).default(50).describe('hits fetched from each leg before fusion (at least k)'),
+});
+
+export const PipelineConfig = z.object({
+  concurrency: z.number().int().min(1).default(4).describe('documents processed at once'),
+  queue_size: z.number().int().min(16).default(2048).describe('changes held before sources are slowed down'),
+  max_file_bytes: z.number().int().min(1).default(32 * 1024 * 1024).describe('larger files are marked failed'),
+  commit_batch: z.number().int().min(1).default(128).describe('documents per store commit at most'),
+  commit_delay_ms: z.number().int().min(0).default(15).describe('wait for more work before committing'),
+  embed_batch: z.number().int().min(1).default(64).describe('texts per embedder call'),
+  snapshot_interval_s: z.number().min(0).default(30).describe('how often the vector index is snapshotted'),
+});
+
+export const LivedexConfig = z.object({
+  data_dir: z.string().default('./.livedex'),
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(8000),
+  sources: z.array(PluginRef).default([]),
+  /** Parsers by name; an empty list means every registered parser. */
+  parsers: z.array(PluginRef).default([]),
+  splitter: PluginRef.default({ name: 'token', options: {} }),
+  embedder: PluginRef.default({ name: 'hashing', options: {} }),
+  vector_index: PluginRef.default({ name: 'hnsw', options: {} }),
+  retrieval: RetrievalConfig.default(RetrievalConfig.parse({})),
+  pipeline: PipelineConfig.default(PipelineConfig.parse({})),
+});
+export type LivedexConfig = z.output<typeof LivedexConfig>;
+export type RetrievalConfig = z.output<typeof RetrievalConfig>;
+export type PipelineConfig = z.output<typeof PipelineConfig>;

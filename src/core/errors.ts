@@ -1,0 +1,46 @@
+/** @module core/errors — errors as values: a code, a message a user can act on, the field at fault, the cause. */
+
+export type ErrorCode =
+  | 'invalid_request'
+  | 'invalid_filter'
+  | 'not_found'
+  | 'not_ready'
+  | 'config_error'
+  | 'parse_failed'
+  | 'engine_error'
+  | 'internal';
+
+const STATUS_BY_CODE: Record<ErrorCode, number> = {
+  invalid_request: 400,
+  invalid_filter: 400,
+  not_found: 404,
+  not_ready: 503,
+  config_error: 500,
+  parse_failed: 422,
+  engine_error: 500,
+  internal: 500,
+};
+
+export class LivedexError extends Error {
+  readonly code: ErrorCode;
+  readonly field: string | undefined;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, opts: { field?: string; cause?: unknown; status?: number } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'LivedexError';
+    this.code = code;
+    this.field = opts.field;
+    this.status = opts.status ?? STATUS_BY_CODE[code];
+  }
+
+  toJSON(): { error: { code: ErrorCode; message: string; field?: string } } {
+    return { error: { code: this.code, message: this.message, ...(this.field ? { field: this.field } : {}) } };
+  }
+}
+
+/** The message of anything thrown, for logs and per-document error reasons. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message || err.name;
+  return String(err);
+}

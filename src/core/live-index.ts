@@ -1,0 +1,358 @@
+/** @module core/live-index — the live index: engine + vectors + catalog + pipeline + sources, behind `LiveIndexApi`. */
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { openEngine } from '../engine/index.js';
+import type { DocumentRow, Engine } from '../engine/types.js';
+import { Catalog } from './catalog.js';
+import type { LivedexConfig } from './config.js';
+import { compileFilter } from './filter.js';
+import { fuseConvex, fuseRrf, singleLeg, type FusedHit, type LegHit } from './fusion.js';
+import { Pipeline } from './pipeline.js';
+import type { PluginContext, Registry } from './registry.js';
+import { RwLock } from './rwlock.js';
+import type {
+  DocumentInfo,
+  Embedder,
+  Hit,
+  IndexStatus,
+  ListDocumentsRequest,
+  LiveIndexApi,
+  Logger,
+  Metadata,
+  Parser,
+  RetrieveRequest,
+  Source,
+  SourceContext,
+  Splitter,
+  Statistics,
+  VectorIndex,
+} from './types.js';
+
+export interface LiveIndexOptions {
+  config: LivedexConfig;
+  registry: Registry;
+  logger: Logger;
+  /** Open beside a running writer: query only, no sources, no commits. */
+  readOnly?: boolean;
+}
+
+/** Progress of the current sync, for progress bars and `status`. */
+export interface SyncProgress {
+  /** Changes accepted from sources so far. */
+  seen: number;
+  /** Changes fully processed (indexed, failed or deleted). */
+  done: number;
+  queued: number;
+  ready: boolean;
+}
+
+const INDEXING_STATUS = { indexed: 'INDEXED', pending: 'INGESTED', failed: 'FAILED' } as const;
+
+/** A file-system-safe directory name for a model key. */
+const safeName = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, '_');
+
+export class LiveIndex implements LiveIndexApi {
+  readonly engine: Engine;
+  readonly embedder: Embedder;
+  readonly vectors: VectorIndex;
+  readonly catalog: Catalog;
+  readonly pipeline: Pipeline;
+  readonly config: LivedexConfig;
+  readonly #opts: LiveIndexOptions;
+  readonly #lock = new RwLock();
+  readonly #sources: Source[] = [];
+  readonly #queryVectors = new Map<string, Float32Array>();
+  readonly #abort = new AbortController();
+  #ready = false;
+  #readyPromise: Promise<void> | null = null;
+  #snapshotTimer: NodeJS.Timeout | null = null;
+  #seen = 0;
+  #closed = false;
+
+  private constructor(
+    opts: LiveIndexOptions,
+    parts: { engine: Engine; embedder: Embedder; vectors: VectorIndex; catalog: Catalog; parsers: Map<string, Parser>; fallback: Parser | null; splitter: Splitter },
+  ) {
+    this.#opts = opts;
+    this.config = opts.config;
+    this.engine = parts.engine;
+    this.embedder = parts.embedder;
+    this.vectors = parts.vectors;
+    this.catalog = parts.catalog;
+    this.pipeline = new Pipeline({
+      engine: parts.engine,
+      embedder: parts.embedder,
+      vectors: parts.vectors,
+      catalog: parts.catalog,
+      lock: this.#lock,
+      parsers: parts.parsers,
+      fallbackParser: parts.fallback,
+      splitter: parts.splitter,
+      logger: opts.logger,
+      config: opts.config.pipeline,
+    });
+  }
+
+  /** Opens the data directory, loads (or rebuilds) the indexes; sources start with `start()`. */
+  static async open(opts: LiveIndexOptions): Promise<LiveIndex> {
+    const { config, registry, logger } = opts;
+    const dataDir = resolve(config.data_dir);
+    await mkdir(dataDir, { recursive: true });
+    const ctx: PluginContext = { logger, dataDir };
+    const engine = await openEngine(dataDir, { readOnly: opts.readOnly ?? false });
+    try {
+      const embedder = await registry.create('embedder', config.embedder.name, config.embedder.options, ctx, `embedder.${config.embedder.name}`);
+      const vectors = await registry.create('vectorIndex', config.vector_index.name, config.vector_index.options, {
+        ...ctx,
+        dimensions: embedder.dimensions,
+        modelKey: embedder.modelKey,
+        dir: join(dataDir, 'vectors', safeName(embedder.modelKey)),
+      }, `vector_index.${config.vector_index.name}`);
+      const catalog = await Catalog.load(engine);
+
+      const parsers = new Map<string, Parser>();
+      const parserRefs = config.parsers.length > 0 ? config.parsers : registry.list('parser').map((d) => ({ name: d.name, options: {} }));
+      let fallback: Parser | null = null;
+      for (const ref of parserRefs) {
+        const parser = await registry.create('parser', ref.name, ref.options, ctx, `parsers.${ref.name}`);
+        for (const ext of parser.extensions) if (!parsers.has(ext)) parsers.set(ext, parser);
+        if (parser.name === 'text') fallback = parser;
+      }
+      const splitter = await registry.create('splitter', config.splitter.name, config.splitter.options, ctx, `splitter.${config.splitter.name}`);
+
+      const index = new LiveIndex(opts, { engine, embedder, vectors, catalog, parsers, fallback, splitter });
+      index.pipeline.lastSeq = (await engine.stats()).lastSeq;
+      await index.#syncVectors();
+      return index;
+    } catch (err) {
+      await engine.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  /**
+   * Brings the vector index in line with the store: chunk ids are immutable (a new text gets
+   * a new id), so the set difference is the whole replay — stale ids out, missing ids in.
+   */
+  async #syncVectors(): Promise<void> {
+    const { vectors, catalog, engine, embedder } = this;
+    let removed = 0;
+    for (const id of vectors.ids()) {
+      if (!catalog.has(id)) {
+        vectors.remove(id);
+        removed++;
+      }
+    }
+    const missing = [...catalog.ids()].filter((id) => !vectors.has(id));
+    const reembed: number[] = [];
+    for (let i = 0; i < missing.length; i += 2000) {
+      const page = missing.slice(i, i + 2000);
+      const stored = await engine.chunkEmbeddings(embedder.modelKey, page);
+      page.forEach((id, j) => (stored[j] ? vectors.add(id, stored[j]!) : reembed.push(id)));
+    }
+    // Chunks with no embedding under this model (the model changed): embed their texts now.
+    for (let i = 0; i < reembed.length; i += this.config.pipeline.embed_batch) {
+      const rows = await engine.getChunks(reembed.slice(i, i + this.config.pipeline.embed_batch));
+      const embedded = await embedder.embed(rows.map((r) => r.text));
+      rows.forEach((r, j) => vectors.add(r.id, embedded[j]!));
+      this.pipeline.counters.embedded += rows.length;
+    }
+    if (removed > 0 || missing.length > 0) {
+      this.pipeline.vectorsDirty = true;
+      this.#opts.logger.info('vector index synced with the store', { removed, added: missing.length, reembedded: reembed.length });
+    }
+  }
+
+  /** Starts every configured source; resolves once their first reconcile is indexed. */
+  start(): Promise<void> {
+    if (this.#readyPromise) return this.#readyPromise;
+    this.#readyPromise = this.#start();
+    return this.#readyPromise;
+  }
+
+  async #start(): Promise<void> {
+    const { config, registry, logger, readOnly } = this.#opts;
+    if (readOnly) throw new Error('a read-only index has no sources to start');
+    const dataDir = resolve(config.data_dir);
+    const interval = config.pipeline.snapshot_interval_s;
+    if (interval > 0) {
+      this.#snapshotTimer = setInterval(() => void this.snapshot().catch((err) => logger.warn('vector snapshot failed', { error: String(err) })), interval * 1000);
+      this.#snapshotTimer.unref();
+    }
+    for (const [i, ref] of config.sources.entries()) {
+      // The data dir may sit inside a watched folder; never index our own files.
+      const options = ref.name === 'fs' ? { exclude_dirs: [dataDir], ...ref.options } : ref.options;
+      const source = await registry.create('source', ref.name, options, { logger, dataDir }, `sources[${i}].${ref.name}`);
+      this.#sources.push(source);
+    }
+    await Promise.all(this.#sources.map((s) => s.start(this.#sourceContext(s))));
+    await this.pipeline.idle();
+    this.#ready = true;
+    await this.snapshot();
+    logger.info('initial sync done', { documents: (await this.engine.stats()).documents, chunks: this.catalog.size });
+  }
+
+  #sourceContext(source: Source): SourceContext {
+    const engine = this.engine;
+    return {
+      knownVersions: async () => {
+        const versions = new Map<string, string>();
+        for (const row of await engine.listDocuments()) if (source.owns(row.key)) versions.set(row.key, row.version);
+        return versions;
+      },
+      emit: async (changes) => {
+        this.#seen += changes.length;
+        await this.pipeline.enqueue(changes);
+      },
+      getCursor: () => engine.getCursor(source.id),
+      setCursor: (value) => engine.setCursor(source.id, value),
+      logger: this.#opts.logger,
+      signal: this.#abort.signal,
+    };
+  }
+
+  /** Asks every source to reconcile now and waits until the changes it found are indexed. */
+  async sync(): Promise<void> {
+    await Promise.all(this.#sources.map((s) => s.reconcile()));
+    await this.pipeline.idle();
+  }
+
+  /** Writes the vector snapshot if anything changed since the last one. */
+  async snapshot(): Promise<void> {
+    if (this.#opts.readOnly || !this.pipeline.vectorsDirty) return;
+    await this.#lock.write(async () => {
+      this.pipeline.vectorsDirty = false;
+      await this.vectors.save(this.pipeline.lastSeq);
+    });
+  }
+
+  isReady(): boolean {
+    return this.#ready;
+  }
+
+  progress(): SyncProgress {
+    const queued = this.pipeline.depth + this.pipeline.inFlight;
+    return { seen: this.#seen, done: Math.max(0, this.#seen - queued), queued, ready: this.#ready };
+  }
+
+  async retrieve(req: RetrieveRequest): Promise<Hit[]> {
+    const rc = this.config.retrieval;
+    const predicate = compileFilter({ metadataFilter: req.metadataFilter, filepathGlobpattern: req.filepathGlobpattern });
+    const fusion = req.alpha !== undefined ? 'convex' : (req.fusion ?? rc.default_fusion);
+    const alpha = req.alpha ?? rc.alpha;
+    const candidates = Math.max(req.k, rc.candidates);
+    const queryVector = req.mode === 'bm25' ? null : await this.#embedQuery(req.query);
+
+    return this.#lock.read(async () => {
+      let allowed: Set<number> | null = null;
+      if (predicate) {
+        allowed = this.catalog.matching(`${req.metadataFilter ?? ''}\u0000${req.filepathGlobpattern ?? ''}`, predicate);
+        if (allowed.size === 0) return [];
+        if (allowed.size === this.catalog.size) allowed = null;
+      }
+      const [bm25, vector] = await Promise.all([
+        req.mode === 'vector' ? [] : this.engine.searchText(req.query, candidates, allowed ? [...allowed] : null),
+        queryVector ? this.#searchVectors(queryVector, candidates, allowed) : [],
+      ]);
+      let fused: FusedHit[];
+      if (req.mode === 'bm25') fused = singleLeg(bm25, 'bm25', req.k);
+      else if (req.mode === 'vector') fused = singleLeg(vector, 'vector', req.k);
+      else if (fusion === 'convex') fused = fuseConvex(bm25, vector, req.k, alpha);
+      else fused = fuseRrf(bm25, vector, req.k, rc.rrf_k);
+      const rows = new Map((await this.engine.getChunks(fused.map((h) => h.id))).map((r) => [r.id, r]));
+      const hits: Hit[] = [];
+      for (const h of fused) {
+        const row = rows.get(h.id);
+        if (!row) continue;
+        const scores: Hit['scores'] = {};
+        if (h.bm25 !== undefined) scores.bm25 = h.bm25;
+        if (h.vector !== undefined) scores.vector = h.vector;
+        if (req.mode === 'hybrid') scores.fused = h.fused;
+        hits.push({ text: row.text, metadata: row.metadata, dist: h.dist, scores });
+      }
+      return hits;
+    });
+  }
+
+  #searchVectors(query: Float32Array, k: number, allowed: Set<number> | null): LegHit[] {
+    const hits = allowed ? this.vectors.search(query, k, (id) => allowed.has(id)) : this.vectors.search(query, k);
+    return hits.map((h) => ({ id: h.id, score: 1 - h.distance }));
+  }
+
+  async #embedQuery(text: string): Promise<Float32Array> {
+    const cached = this.#queryVectors.get(text);
+    if (cached) return cached;
+    const vec = this.embedder.embedQuery ? await this.embedder.embedQuery(text) : (await this.embedder.embed([text]))[0]!;
+    if (this.#queryVectors.size >= 512) this.#queryVectors.delete(this.#queryVectors.keys().next().value!);
+    this.#queryVectors.set(text, vec);
+    return vec;
+  }
+
+  async listDocuments(req: ListDocumentsRequest): Promise<Metadata[]> {
+    const predicate = compileFilter({ metadataFilter: req.metadataFilter, filepathGlobpattern: req.filepathGlobpattern });
+    const rows = await this.engine.listDocuments();
+    const out: Metadata[] = [];
+    const known = new Set<string>();
+    for (const row of rows) {
+      known.add(row.key);
+      // A document only seen so far (no version processed yet) is still being ingested.
+      const status = row.status === 'pending' || row.version === '' ? 'pending' : row.status;
+      if (predicate && !predicate(row.metadata)) continue;
+      out.push(req.returnStatus ? withStatus(row.metadata, status, row.error) : row.metadata);
+    }
+    for (const doc of this.pipeline.pendingDocuments()) {
+      if (known.has(doc.key) || (predicate && !predicate(doc.metadata))) continue;
+      out.push(req.returnStatus ? withStatus(doc.metadata, 'pending', null) : doc.metadata);
+    }
+    return out;
+  }
+
+  async statistics(): Promise<Statistics> {
+    const s = await this.engine.stats();
+    return { file_count: s.indexed, last_modified: s.lastModified, last_indexed: s.lastIndexed };
+  }
+
+  async status(): Promise<IndexStatus> {
+    const s = await this.engine.stats();
+    return {
+      ready: this.#ready,
+      documents: { total: s.documents, pending: s.pending, indexed: s.indexed, failed: s.failed },
+      chunks: s.chunks,
+      queue: { depth: this.pipeline.depth, inFlight: this.pipeline.inFlight },
+      lastSeq: s.lastSeq,
+    };
+  }
+
+  async getDocument(key: string): Promise<DocumentInfo | null> {
+    const row = await this.engine.getDocument(key);
+    return row ? documentInfo(row) : null;
+  }
+
+  /** Stops the sources, finishes what is in flight, snapshots the vectors and closes the store. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#abort.abort();
+    if (this.#snapshotTimer) clearInterval(this.#snapshotTimer);
+    await Promise.all(this.#sources.map((s) => s.stop().catch(() => {})));
+    await this.pipeline.close();
+    if (!this.#opts.readOnly) await this.snapshot().catch((err) => this.#opts.logger.warn('vector snapshot failed', { error: String(err) }));
+    await this.engine.close();
+  }
+}
+
+function withStatus(metadata: Metadata, status: keyof typeof INDEXING_STATUS, error: string | null): Metadata {
+  return { ...metadata, _indexing_status: INDEXING_STATUS[status], ...(status === 'failed' ? { _indexing_error: error } : {}) };
+}
+
+function documentInfo(row: DocumentRow): DocumentInfo {
+  return {
+    key: row.key,
+    status: row.status,
+    error: row.error,
+    metadata: row.metadata,
+    chunkCount: row.chunkCount,
+    indexedAt: row.indexedAt,
+    seenAt: row.seenAt,
+  };
+}

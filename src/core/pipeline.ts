@@ -1,0 +1,328 @@
+/** @module core/pipeline — change → parse → split → diff → embed → commit, with a bounded, coalescing queue. */
+import { createHash } from 'node:crypto';
+import { extname } from 'node:path';
+import type { CommitResult, DocumentOp, Engine } from '../engine/types.js';
+import type { Catalog } from './catalog.js';
+import type { PipelineConfig } from './config.js';
+import { describeError, LivedexError } from './errors.js';
+import type { RwLock } from './rwlock.js';
+import type { Change, Embedder, Logger, Metadata, Parser, SourceDocument, Splitter, VectorIndex } from './types.js';
+
+export interface PipelineDeps {
+  engine: Engine;
+  embedder: Embedder;
+  vectors: VectorIndex;
+  catalog: Catalog;
+  lock: RwLock;
+  /** Parsers by extension (`.md`). */
+  parsers: ReadonlyMap<string, Parser>;
+  /** Tried for extensions no parser claims; it rejects what is not text. */
+  fallbackParser: Parser | null;
+  splitter: Splitter;
+  logger: Logger;
+  config: PipelineConfig;
+}
+
+/** Counters for tests, `status` and metrics. */
+export interface PipelineCounters {
+  /** Documents read and parsed (content unchanged documents are not parsed). */
+  parsed: number;
+  /** Texts sent to the embedder (cache misses). */
+  embedded: number;
+  /** Texts whose embedding came from the store (chunk diff hits). */
+  embeddingsReused: number;
+  committed: number;
+  failed: number;
+  deleted: number;
+}
+
+interface PendingCommit {
+  op: DocumentOp;
+  /** Vectors of the chunk texts of an upsert, by text hash. */
+  vectors: Map<string, Float32Array> | null;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+export const sha256 = (data: Uint8Array | string): string => createHash('sha256').update(data).digest('hex');
+
+function changeKey(change: Change): string {
+  return change.kind === 'upsert' ? change.doc.key : change.key;
+}
+
+function isMissingFile(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+export class Pipeline {
+  readonly counters: PipelineCounters = { parsed: 0, embedded: 0, embeddingsReused: 0, committed: 0, failed: 0, deleted: 0 };
+  /** The last change-log sequence committed by this pipeline. */
+  lastSeq = 0;
+  /** Set when a commit changed the vector index since the last snapshot. */
+  vectorsDirty = false;
+
+  readonly #deps: PipelineDeps;
+  // Latest change per key, in arrival order; a newer change for a queued key replaces it.
+  readonly #queue = new Map<string, Change>();
+  readonly #inFlight = new Map<string, Change>();
+  readonly #spaceWaiters: Array<() => void> = [];
+  readonly #idleWaiters: Array<() => void> = [];
+  #buffer: PendingCommit[] = [];
+  #flushTimer: NodeJS.Timeout | null = null;
+  #flushing: Promise<void> | null = null;
+  readonly #abort = new AbortController();
+  #closed = false;
+
+  constructor(deps: PipelineDeps) {
+    this.#deps = deps;
+  }
+
+  /** Changes waiting or being processed. */
+  get depth(): number {
+    return this.#queue.size;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+
+  /** Source documents seen but not yet committed (for `INGESTED` listings). */
+  pendingDocuments(): SourceDocument[] {
+    const docs: SourceDocument[] = [];
+    for (const c of [...this.#inFlight.values(), ...this.#queue.values()]) if (c.kind === 'upsert') docs.push(c.doc);
+    return docs;
+  }
+
+  /** Queues changes; waits while the queue is full (back-pressure on the sources). */
+  async enqueue(changes: Change[]): Promise<void> {
+    for (const change of changes) {
+      if (this.#closed) return;
+      const key = changeKey(change);
+      while (this.#queue.size >= this.#deps.config.queue_size && !this.#queue.has(key) && !this.#closed) {
+        this.#pump();
+        await new Promise<void>((resolve) => this.#spaceWaiters.push(resolve));
+      }
+      this.#queue.delete(key);
+      this.#queue.set(key, change);
+    }
+    this.#pump();
+  }
+
+  /** Resolves when nothing is queued, processing or waiting to be committed. */
+  idle(): Promise<void> {
+    if (this.#isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Stops taking work, lets in-flight documents finish (or abort) and commits what is buffered. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#queue.clear();
+    this.#abort.abort();
+    for (const w of this.#spaceWaiters.splice(0)) w();
+    while (this.#inFlight.size > 0 || this.#buffer.length > 0 || this.#flushing) {
+      await this.#flush();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  #isIdle(): boolean {
+    return this.#queue.size === 0 && this.#inFlight.size === 0 && this.#buffer.length === 0 && !this.#flushing;
+  }
+
+  #checkIdle(): void {
+    if (!this.#isIdle()) return;
+    for (const w of this.#idleWaiters.splice(0)) w();
+  }
+
+  #pump(): void {
+    const { concurrency } = this.#deps.config;
+    while (this.#inFlight.size < concurrency && !this.#closed) {
+      let next: [string, Change] | undefined;
+      for (const entry of this.#queue) {
+        if (!this.#inFlight.has(entry[0])) {
+          next = entry;
+          break;
+        }
+      }
+      if (!next) break;
+      const [key, change] = next;
+      this.#queue.delete(key);
+      this.#inFlight.set(key, change);
+      this.#spaceWaiters.shift()?.();
+      void this.#process(change)
+        .catch((err) => this.#deps.logger.error('pipeline error', { key, error: describeError(err) }))
+        .finally(() => {
+          this.#inFlight.delete(key);
+          this.#pump();
+          this.#checkIdle();
+        });
+    }
+    this.#checkIdle();
+  }
+
+  async #process(change: Change): Promise<void> {
+    if (change.kind === 'delete') {
+      await this.#commit({ op: 'delete', key: change.key }, null);
+      return;
+    }
+    const doc = change.doc;
+    const metadata: Metadata = { ...doc.metadata, seen_at: Math.floor(Date.now() / 1000) };
+    try {
+      await this.#index(doc, metadata);
+    } catch (err) {
+      if (this.#abort.signal.aborted) return;
+      if (isMissingFile(err)) {
+        // Vanished between the event and the read: the source will report the delete; make it so now.
+        await this.#commit({ op: 'delete', key: doc.key }, null);
+        return;
+      }
+      const reason = describeError(err);
+      this.#deps.logger.warn('document failed', { key: doc.key, error: reason });
+      this.counters.failed++;
+      await this.#commit({ op: 'mark', key: doc.key, version: doc.version, status: 'failed', error: reason, metadata }, null);
+    }
+  }
+
+  async #index(doc: SourceDocument, metadata: Metadata): Promise<void> {
+    const { engine, embedder, catalog, config, splitter } = this.#deps;
+    const declaredSize = typeof metadata.size === 'number' ? metadata.size : 0;
+    if (declaredSize > config.max_file_bytes) throw tooLarge(declaredSize, config.max_file_bytes);
+    const bytes = await doc.read(this.#abort.signal);
+    if (bytes.byteLength > config.max_file_bytes) throw tooLarge(bytes.byteLength, config.max_file_bytes);
+    const contentHash = sha256(bytes);
+
+    const existing = await engine.getDocument(doc.key);
+    if (existing?.status === 'indexed' && existing.contentHash === contentHash) {
+      // Same bytes under a new version (touch, copy back): refresh metadata, parse and embed nothing.
+      const rows = (await engine.getChunks([...catalog.chunkIdsOf(doc.key)])).sort((a, b) => a.ordinal - b.ordinal);
+      const chunks = rows.map((r) => ({ ordinal: r.ordinal, text: r.text, textHash: r.textHash, metadata: { ...r.metadata, ...metadata } }));
+      await this.#commit({ op: 'upsert', key: doc.key, version: doc.version, contentHash, metadata, chunks }, new Map());
+      return;
+    }
+
+    const extension = extname(doc.key).toLowerCase();
+    const parser = this.#deps.parsers.get(extension) ?? this.#deps.fallbackParser;
+    if (!parser) throw new LivedexError('parse_failed', `no parser for "${extension || '(no extension)'}" files`);
+    const parts = await parser.parse({ key: doc.key, bytes, extension, metadata, signal: this.#abort.signal });
+    this.counters.parsed++;
+    const drafts = splitter.split(parts, metadata);
+    const hashes = drafts.map((d) => sha256(d.text));
+
+    // Chunk diff: texts with a stored embedding under this model are not embedded again.
+    const unique = [...new Set(hashes)];
+    const cached = unique.length > 0 ? await engine.lookupEmbeddings(embedder.modelKey, unique) : [];
+    const vectors = new Map<string, Float32Array>();
+    const fresh = new Set<string>();
+    const missing: string[] = [];
+    unique.forEach((h, i) => {
+      const v = cached[i];
+      if (v) vectors.set(h, v);
+      else missing.push(h);
+    });
+    this.counters.embeddingsReused += unique.length - missing.length;
+    if (missing.length > 0) {
+      const textByHash = new Map(hashes.map((h, i) => [h, drafts[i]!.text]));
+      for (let i = 0; i < missing.length; i += config.embed_batch) {
+        const batch = missing.slice(i, i + config.embed_batch);
+        const embedded = await embedder.embed(batch.map((h) => textByHash.get(h)!), this.#abort.signal);
+        if (embedded.length !== batch.length) {
+          throw new LivedexError('internal', `embedder ${embedder.name} returned ${embedded.length} vectors for ${batch.length} texts`);
+        }
+        batch.forEach((h, j) => {
+          vectors.set(h, embedded[j]!);
+          fresh.add(h);
+        });
+        this.counters.embedded += batch.length;
+      }
+    }
+    const chunks = drafts.map((d, i) => {
+      const textHash = hashes[i]!;
+      return { ordinal: i, text: d.text, textHash, metadata: d.metadata, ...(fresh.has(textHash) ? { embedding: vectors.get(textHash)! } : {}) };
+    });
+    await this.#commit({ op: 'upsert', key: doc.key, version: doc.version, contentHash, metadata, chunks }, vectors);
+  }
+
+  #commit(op: DocumentOp, vectors: Map<string, Float32Array> | null): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#buffer.push({ op, vectors, resolve, reject });
+      if (this.#buffer.length >= this.#deps.config.commit_batch) void this.#flush();
+      else this.#flushTimer ??= setTimeout(() => void this.#flush(), this.#deps.config.commit_delay_ms);
+    });
+  }
+
+  /** Commits buffered operations, one batch at a time. */
+  async #flush(): Promise<void> {
+    if (this.#flushTimer) {
+      clearTimeout(this.#flushTimer);
+      this.#flushTimer = null;
+    }
+    while (this.#flushing) await this.#flushing;
+    if (this.#buffer.length === 0) return;
+    const batch = this.#buffer.splice(0, this.#deps.config.commit_batch);
+    this.#flushing = this.#commitBatch(batch).finally(() => {
+      this.#flushing = null;
+      if (this.#buffer.length > 0) void this.#flush();
+      this.#checkIdle();
+    });
+    await this.#flushing;
+  }
+
+  async #commitBatch(batch: PendingCommit[]): Promise<void> {
+    const { engine, embedder, lock, logger } = this.#deps;
+    try {
+      const result = await lock.write(async () => {
+        const res = await engine.commit(embedder.modelKey, batch.map((p) => p.op));
+        await this.#apply(res, batch);
+        return res;
+      });
+      this.lastSeq = Math.max(this.lastSeq, result.seq);
+      for (const p of batch) p.resolve();
+    } catch (err) {
+      if (batch.length === 1) {
+        batch[0]!.reject(err);
+        return;
+      }
+      // One bad operation must not hold back the others: retry each on its own.
+      logger.warn('batch commit failed, retrying one by one', { size: batch.length, error: describeError(err) });
+      for (const p of batch) await this.#commitBatch([p]);
+    }
+  }
+
+  /** Mirrors a store commit into the vector index and the catalog (under the write lock). */
+  async #apply(result: CommitResult, batch: PendingCommit[]): Promise<void> {
+    const { vectors, catalog, engine, embedder } = this.#deps;
+    const byKey = new Map(batch.map((p) => [p.op.key, p]));
+    for (const doc of result.documents) {
+      const pending = byKey.get(doc.key);
+      if (!pending) continue;
+      const { op } = pending;
+      for (const id of doc.removed) vectors.remove(id);
+      if (op.op === 'delete') {
+        catalog.removeDocument(doc.key);
+        this.counters.deleted++;
+      } else if (op.op === 'upsert') {
+        const needing: number[] = [];
+        for (const id of doc.added) {
+          const ordinal = doc.current.indexOf(id);
+          const vec = pending.vectors?.get(op.chunks[ordinal]?.textHash ?? '');
+          if (vec) vectors.add(id, vec);
+          else needing.push(id);
+        }
+        if (needing.length > 0) {
+          const stored = await engine.chunkEmbeddings(embedder.modelKey, needing);
+          needing.forEach((id, i) => stored[i] && vectors.add(id, stored[i]!));
+        }
+        catalog.setDocument(doc.key, doc.current, op.chunks.map((c) => c.metadata));
+        this.counters.committed++;
+      }
+      if (doc.removed.length > 0 || doc.added.length > 0) this.vectorsDirty = true;
+    }
+  }
+}
+
+function tooLarge(size: number, max: number): LivedexError {
+  const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return new LivedexError('parse_failed', `file is ${mb(size)}, above the ${mb(max)} limit (pipeline.max_file_bytes)`);
+}

@@ -1,0 +1,213 @@
+/** @module core/types — the contracts every plugin implements and every room codes against. */
+
+/** JSON-like metadata carried by documents and chunks; filters (JMESPath) run over it. */
+export type Metadata = Record<string, unknown>;
+
+/** Where a document stands in the pipeline, as stored by the engine. */
+export type DocumentStatus = 'pending' | 'indexed' | 'failed';
+
+/** Minimal structured logger; every context passes one explicitly (no global logger). */
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+// ───────────────────────────── sources ─────────────────────────────
+
+/** A document as a source sees it: identity, version, metadata and a way to read its bytes. */
+export interface SourceDocument {
+  /** Stable identity of the document; for the folder source, its path. */
+  key: string;
+  /** Changes whenever the source says the content may have changed (mtime+size, ETag, cTag…). */
+  version: string;
+  /** Source metadata: `path`, `modified_at` and `created_at` (Unix seconds), `size`, `url`… */
+  metadata: Metadata;
+  /** Reads the current bytes; may throw if the document vanished meanwhile. */
+  read(signal?: AbortSignal): Promise<Uint8Array>;
+}
+
+/** One thing that happened at a source. */
+export type Change =
+  | { kind: 'upsert'; doc: SourceDocument }
+  | { kind: 'delete'; key: string };
+
+/** What the pipeline gives a source. */
+export interface SourceContext {
+  /** Versions of the documents this source owns, as last recorded by the store (for reconciling). */
+  knownVersions(): Promise<Map<string, string>>;
+  /** Queues changes; resolves once they are accepted (this is where back-pressure applies). */
+  emit(changes: Change[]): Promise<void>;
+  getCursor(): Promise<string | null>;
+  setCursor(value: string): Promise<void>;
+  logger: Logger;
+  signal: AbortSignal;
+}
+
+/** Turns the outside world into a stream of `Change`s. */
+export interface Source {
+  /** Unique within a deployment; also the namespace of the source's cursor. */
+  readonly id: string;
+  /** True when `key` belongs to this source (used to reconcile deletions per source). */
+  owns(key: string): boolean;
+  /** Starts following the source; resolves once the first full reconcile has been emitted. */
+  start(ctx: SourceContext): Promise<void>;
+  /** Forces a reconcile now (the periodic one calls the same thing). */
+  reconcile(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+// ───────────────────────────── parse / split ─────────────────────────────
+
+export interface ParseInput {
+  key: string;
+  bytes: Uint8Array;
+  /** Lower-case extension with the dot, e.g. `.md`; empty when none. */
+  extension: string;
+  metadata: Metadata;
+  signal?: AbortSignal;
+}
+
+/** One unit of parsed text (a page, a slide, a section) with what the parser knew about it. */
+export interface ParsedPart {
+  text: string;
+  metadata: Metadata;
+}
+
+export interface Parser {
+  readonly name: string;
+  /** Extensions this parser claims, lower-case with the dot (`.md`). */
+  readonly extensions: readonly string[];
+  parse(input: ParseInput): Promise<ParsedPart[]>;
+}
+
+/** A chunk before it is stored: text plus metadata (document metadata merged with part metadata). */
+export interface ChunkDraft {
+  text: string;
+  metadata: Metadata;
+}
+
+export interface Splitter {
+  readonly name: string;
+  split(parts: ParsedPart[], documentMetadata: Metadata): ChunkDraft[];
+}
+
+// ───────────────────────────── models ─────────────────────────────
+
+export interface Embedder {
+  readonly name: string;
+  /** Identifies the vectors this embedder produces: plugin, model and every option that changes them. */
+  readonly modelKey: string;
+  readonly dimensions: number;
+  /** Embeds document texts; returns one L2-normalized vector per text, in order. */
+  embed(texts: string[], signal?: AbortSignal): Promise<Float32Array[]>;
+  /** Embeds a query (some models prefix queries differently); defaults to `embed`. */
+  embedQuery?(text: string, signal?: AbortSignal): Promise<Float32Array>;
+}
+
+// ───────────────────────────── indexes ─────────────────────────────
+
+export interface VectorHit {
+  id: number;
+  /** Cosine distance (1 − cosine similarity): 0 is identical. */
+  distance: number;
+}
+
+/**
+ * Which ids a vector search may return: a predicate, or the set of accepted ids. Prefer the
+ * set when it is at hand: the index can then count the accepted ids for free and search a
+ * small set exactly instead of walking the graph past every rejected node.
+ */
+export type VectorFilter = ((id: number) => boolean) | ReadonlySet<number>;
+
+/** An approximate-nearest-neighbour index over chunk ids (labels). */
+export interface VectorIndex {
+  readonly dimensions: number;
+  /** The change-log sequence the loaded snapshot reflected (0 for a new index). */
+  readonly snapshotSeq: number;
+  /** Number of live (not deleted) vectors. */
+  readonly size: number;
+  has(id: number): boolean;
+  /** Adds or replaces the vector of `id`. */
+  add(id: number, vector: Float32Array): void;
+  /** Removes `id`; a no-op when absent. */
+  remove(id: number): void;
+  /** Ids of every live vector. */
+  ids(): number[];
+  /**
+   * The `k` nearest live vectors; with `filter`, only ids it accepts, applied inside the
+   * search so that `k` hits come back whenever `k` accepted ids exist.
+   */
+  search(query: Float32Array, k: number, filter?: VectorFilter): VectorHit[];
+  /** Writes a crash-safe snapshot (temp file + rename) recording `seq`. */
+  save(seq: number): Promise<void>;
+}
+
+// ───────────────────────────── query ─────────────────────────────
+
+export type RetrievalMode = 'hybrid' | 'vector' | 'bm25';
+export type Fusion = 'rrf' | 'convex';
+
+export interface RetrieveRequest {
+  query: string;
+  k: number;
+  mode: RetrievalMode;
+  fusion?: Fusion;
+  /** Weight of the vector leg in convex fusion (0..1); choosing it implies convex fusion. */
+  alpha?: number;
+  metadataFilter?: string | null;
+  filepathGlobpattern?: string | null;
+}
+
+/** One hit on the wire (Pathway's shape plus our per-leg scores). */
+export interface Hit {
+  text: string;
+  metadata: Metadata;
+  /** Lower is better; 0 is an exact match in `vector` and `hybrid`. */
+  dist: number;
+  scores: { bm25?: number; vector?: number; fused?: number };
+}
+
+export interface ListDocumentsRequest {
+  metadataFilter?: string | null;
+  filepathGlobpattern?: string | null;
+  returnStatus?: boolean;
+}
+
+export interface Statistics {
+  file_count: number;
+  last_modified: number | null;
+  last_indexed: number | null;
+}
+
+/** Per-document state as reported to operators. */
+export interface DocumentInfo {
+  key: string;
+  status: DocumentStatus;
+  error: string | null;
+  metadata: Metadata;
+  chunkCount: number;
+  /** Unix seconds. */
+  indexedAt: number | null;
+  seenAt: number | null;
+}
+
+export interface IndexStatus {
+  ready: boolean;
+  documents: { total: number; pending: number; indexed: number; failed: number };
+  chunks: number;
+  queue: { depth: number; inFlight: number };
+  lastSeq: number;
+}
+
+/** What the REST server, MCP and CLI see of a live index. */
+export interface LiveIndexApi {
+  retrieve(req: RetrieveRequest): Promise<Hit[]>;
+  listDocuments(req: ListDocumentsRequest): Promise<Metadata[]>;
+  statistics(): Promise<Statistics>;
+  status(): Promise<IndexStatus>;
+  getDocument(key: string): Promise<DocumentInfo | null>;
+  /** True once the first reconcile of every source has been indexed. */
+  isReady(): boolean;
+}

@@ -1,0 +1,109 @@
+/** @module engine/types — the typed face of the Rust engine (store + change log + tantivy BM25). */
+import type { DocumentStatus, Metadata } from '../core/types.js';
+
+export interface ChunkWrite {
+  ordinal: number;
+  text: string;
+  /** Hex SHA-256 of `text`; the identity used by the chunk diff and the embedding cache. */
+  textHash: string;
+  metadata: Metadata;
+  /** The chunk's embedding under the commit's model. Omit only if the store already has one for (model, textHash). */
+  embedding?: Float32Array;
+}
+
+export type DocumentOp =
+  /** Replaces the document's chunk set atomically and marks it `indexed`. */
+  | { op: 'upsert'; key: string; version: string; contentHash: string; metadata: Metadata; chunks: ChunkWrite[] }
+  /** Removes the document and its chunks. */
+  | { op: 'delete'; key: string }
+  /**
+   * Records a document's state without touching its chunks: `pending` when seen but not yet
+   * indexed, `failed` with the reason. A previously indexed version keeps serving.
+   */
+  | { op: 'mark'; key: string; version: string; status: Exclude<DocumentStatus, 'indexed'>; error?: string | null; metadata: Metadata };
+
+export interface CommittedDocument {
+  key: string;
+  /** Chunk ids that no longer exist after this commit. */
+  removed: number[];
+  /** Chunk ids created by this commit (texts the document did not have before). */
+  added: number[];
+  /** Every chunk id of the document after the commit, in ordinal order (kept ids included). */
+  current: number[];
+}
+
+export interface CommitResult {
+  /** Change-log sequence of this commit (the last one when it wrote several entries); 0 if nothing changed. */
+  seq: number;
+  documents: CommittedDocument[];
+}
+
+export interface ChunkRow {
+  id: number;
+  docKey: string;
+  ordinal: number;
+  text: string;
+  textHash: string;
+  metadata: Metadata;
+}
+
+/** Chunk identity and metadata without its text (for the in-memory catalog). */
+export type ChunkMetaRow = Omit<ChunkRow, 'text'>;
+
+export interface DocumentRow {
+  key: string;
+  version: string;
+  contentHash: string | null;
+  status: DocumentStatus;
+  error: string | null;
+  metadata: Metadata;
+  chunkCount: number;
+  /** Unix seconds. */
+  seenAt: number | null;
+  indexedAt: number | null;
+}
+
+export interface TextHit {
+  id: number;
+  score: number;
+}
+
+export interface EngineStats {
+  documents: number;
+  pending: number;
+  indexed: number;
+  failed: number;
+  chunks: number;
+  lastSeq: number;
+  /** The change-log sequence tantivy's last commit reflects. */
+  textIndexSeq: number;
+  /** Unix seconds, null when nothing is indexed. */
+  lastModified: number | null;
+  lastIndexed: number | null;
+}
+
+export interface OpenOptions {
+  /** Opens without a writer: no commits, no tantivy lock (for `livedex query` beside a running server). */
+  readOnly?: boolean;
+}
+
+/** What `openEngine` returns. Every method that does I/O runs off the JS thread. */
+export interface Engine {
+  readonly dir: string;
+  commit(model: string, ops: DocumentOp[]): Promise<CommitResult>;
+  /** Cached embeddings for (model, textHash), null where none: the chunk diff. */
+  lookupEmbeddings(model: string, textHashes: string[]): Promise<(Float32Array | null)[]>;
+  /** Embeddings of chunks by id under `model`, null where none (rebuilding the vector index). */
+  chunkEmbeddings(model: string, ids: number[]): Promise<(Float32Array | null)[]>;
+  /** BM25 over chunk text. `allowedIds` restricts the search (filter applied inside it). */
+  searchText(query: string, k: number, allowedIds?: number[] | null): Promise<TextHit[]>;
+  getChunks(ids: number[]): Promise<ChunkRow[]>;
+  /** Pages through all chunks by ascending id: ids > `afterId`, at most `limit`. */
+  listChunks(afterId: number, limit: number): Promise<ChunkMetaRow[]>;
+  getDocument(key: string): Promise<DocumentRow | null>;
+  listDocuments(): Promise<DocumentRow[]>;
+  getCursor(name: string): Promise<string | null>;
+  setCursor(name: string, value: string): Promise<void>;
+  stats(): Promise<EngineStats>;
+  close(): Promise<void>;
+}

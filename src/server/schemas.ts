@@ -1,0 +1,235 @@
+/**
+ * @module server/schemas — the wire contract in zod: request and response bodies with their
+ * snake_case names, the single source for REST validation, MCP tool inputs and OpenAPI.
+ */
+import { z } from 'zod';
+import { LivedexError } from '../core/errors.js';
+import type { ListDocumentsRequest, RetrieveRequest } from '../core/types.js';
+
+/** Pathway's clients default `k` to 3; so do we. */
+export const DEFAULT_K = 3;
+/** The largest `k` accepted unless the server is configured otherwise. */
+export const DEFAULT_MAX_K = 1000;
+
+/** A value as it appears in an error message: JSON, cut short. */
+function shown(value: unknown): string {
+  let s: string;
+  try {
+    s = value === undefined ? 'nothing' : (JSON.stringify(value) ?? String(value));
+  } catch {
+    s = String(value);
+  }
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+const filterFields = {
+  metadata_filter: z
+    .string({ error: (iss) => `metadata_filter must be a string (a JMESPath expression) or null (got ${shown(iss.input)})` })
+    .nullish()
+    .describe(
+      'JMESPath expression over chunk metadata that must be true for a hit, e.g. ' +
+        "`globmatch('**/*.md', path) && modified_at > `1700000000``. Backtick literals that are " +
+        'not JSON are strings, as in Pathway; single-quoted strings work too. Null or empty: no filter.',
+    ),
+  filepath_globpattern: z
+    .string({ error: (iss) => `filepath_globpattern must be a string or null (got ${shown(iss.input)})` })
+    .nullish()
+    .describe(
+      'Glob over metadata.path, ANDed with metadata_filter: `*` stays within a segment, `**` spans ' +
+        'segments, a pattern without `/` matches the file name anywhere (`*.md`). Null or empty: no filter.',
+    ),
+};
+
+export const RetrievalModeSchema = z
+  .enum(['hybrid', 'vector', 'bm25'], {
+    error: (iss) => `mode must be one of hybrid, vector, bm25 (got ${shown(iss.input)})`,
+  })
+  .describe('Which index answers: both fused (hybrid), embeddings only (vector) or keywords only (bm25).');
+
+export const FusionSchema = z
+  .enum(['rrf', 'convex'], { error: (iss) => `fusion must be rrf or convex (got ${shown(iss.input)})` })
+  .describe('How hybrid mode fuses the two result lists: reciprocal rank fusion (rrf) or a weighted sum of normalized scores (convex).');
+
+/** The `/v1/retrieve` body, with `k` bounded by `maxK`. */
+export function retrieveRequestSchema(opts: { maxK?: number } = {}) {
+  const maxK = opts.maxK ?? DEFAULT_MAX_K;
+  const kMessage = (iss: { input?: unknown }) => `k must be an integer ≥ 1 (got ${shown(iss.input)})`;
+  return z.object({
+    query: z
+      .string({
+        error: (iss) =>
+          iss.input === undefined || iss.input === null
+            ? 'query is required: the text to search for'
+            : `query must be a string (got ${shown(iss.input)})`,
+      })
+      .min(1, { error: 'query must not be empty' })
+      .describe('The text to search for (required).'),
+    k: z
+      .number({ error: kMessage })
+      .int({ error: kMessage })
+      .min(1, { error: kMessage })
+      .max(maxK, { error: (iss) => `k must be at most ${maxK} (got ${shown(iss.input)})` })
+      .nullish()
+      .describe(`How many hits to return, 1 to ${maxK}; null or absent means ${DEFAULT_K}.`),
+    ...filterFields,
+    mode: RetrievalModeSchema.nullish().describe('hybrid (default), vector or bm25.'),
+    fusion: FusionSchema.nullish().describe('rrf (default) or convex; giving alpha implies convex.'),
+    alpha: z
+      .number({ error: (iss) => `alpha must be a number from 0 to 1 (got ${shown(iss.input)})` })
+      .min(0, { error: (iss) => `alpha must be a number from 0 to 1 (got ${shown(iss.input)})` })
+      .max(1, { error: (iss) => `alpha must be a number from 0 to 1 (got ${shown(iss.input)})` })
+      .nullish()
+      .describe('Weight of the vector leg in convex fusion, 0 to 1 (bm25 gets 1 − alpha); implies fusion=convex.'),
+  });
+}
+
+/** `/v1/retrieve` (and the MCP `retrieve` tool) with the default `k` limit. */
+export const RetrieveRequestSchema = retrieveRequestSchema();
+export type RetrieveRequestWire = z.output<typeof RetrieveRequestSchema>;
+
+/** `/v1/inputs`, `/v2/list_documents`, `/v1/pw_list_documents` (and the MCP `list_documents` tool). */
+export const ListDocumentsRequestSchema = z.object({
+  ...filterFields,
+  return_status: z
+    .boolean({ error: (iss) => `return_status must be true or false (got ${shown(iss.input)})` })
+    .nullish()
+    .describe('Add `_indexing_status` ("INDEXED" or "INGESTED") to each document; default false.'),
+});
+export type ListDocumentsRequestWire = z.output<typeof ListDocumentsRequestSchema>;
+
+/** `/v1/statistics` takes nothing (extra fields are ignored). */
+export const StatisticsRequestSchema = z.object({});
+
+/** `GET /v1/documents/{key}`: the key travels URL-encoded in the path. */
+export const GetDocumentRequestSchema = z.object({
+  key: z.string().min(1, { error: 'key must not be empty' }).describe('The document key (for the folder source, its path).'),
+});
+
+// ───────────────────────────── responses ─────────────────────────────
+
+export const MetadataSchema = z.record(z.string(), z.unknown()).describe('Document and chunk metadata (path, modified_at, …).');
+
+export const HitSchema = z.object({
+  text: z.string().describe('The chunk text.'),
+  metadata: MetadataSchema,
+  dist: z.number().describe('Lower is better; 0 is an exact match in vector and hybrid modes.'),
+  scores: z
+    .object({ bm25: z.number().optional(), vector: z.number().optional(), fused: z.number().optional() })
+    .describe('Per-leg scores (higher is better).'),
+});
+export const RetrieveResponseSchema = z.array(HitSchema).describe('Hits sorted by dist, ascending.');
+
+export const StatisticsSchema = z.object({
+  file_count: z.number().int().describe('Number of indexed documents.'),
+  last_modified: z.number().nullable().describe('Latest metadata.modified_at (Unix seconds), null when empty.'),
+  last_indexed: z.number().nullable().describe('Latest indexing time (Unix seconds), null when empty.'),
+});
+
+export const ListDocumentsResponseSchema = z.array(MetadataSchema).describe('One metadata object per document.');
+
+export const DocumentInfoSchema = z.object({
+  key: z.string(),
+  status: z.enum(['pending', 'indexed', 'failed']),
+  error: z.string().nullable(),
+  metadata: MetadataSchema,
+  chunkCount: z.number().int(),
+  indexedAt: z.number().nullable().describe('Unix seconds.'),
+  seenAt: z.number().nullable().describe('Unix seconds.'),
+});
+
+export const HealthSchema = z.object({ status: z.literal('ok') });
+export const ReadinessSchema = z.looseObject({ ready: z.boolean() });
+
+export const ErrorResponseSchema = z.object({
+  error: z.object({
+    code: z.string().describe('Stable machine-readable code, e.g. invalid_request, invalid_filter, not_found.'),
+    message: z.string().describe('What went wrong and how to fix it.'),
+    field: z.string().optional().describe('The request field at fault, when there is one.'),
+  }),
+});
+
+// ───────────────────────────── from the wire ─────────────────────────────
+
+type Coercion = 'integer' | 'number' | 'boolean' | 'enum';
+/** Fields whose values may arrive as strings (query strings, loose clients) and what they become. */
+const COERCIONS: Record<string, Coercion> = {
+  k: 'integer',
+  alpha: 'number',
+  return_status: 'boolean',
+  mode: 'enum',
+  fusion: 'enum',
+};
+const TRUE = new Set(['true', '1', 'yes', 'on']);
+const FALSE = new Set(['false', '0', 'no', 'off']);
+
+/**
+ * Turns loosely typed values into what the schemas expect, as Pathway's server does
+ * (`int("3")`): numeric strings for `k` and `alpha`, `"true"`/`"false"`/`"1"`/`"0"` for
+ * `return_status`; an empty string for any of these (and `mode`, `fusion`) means "default".
+ * Anything that does not convert is left alone, for the schema to report.
+ */
+export function coerceWireValues(input: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...input };
+  for (const [key, kind] of Object.entries(COERCIONS)) {
+    const value = out[key];
+    if (typeof value === 'string') {
+      const s = value.trim();
+      if (s === '') {
+        out[key] = null;
+      } else if (kind === 'integer' || kind === 'number') {
+        const n = Number(s);
+        if (Number.isFinite(n)) out[key] = n;
+      } else if (kind === 'boolean') {
+        if (TRUE.has(s.toLowerCase())) out[key] = true;
+        else if (FALSE.has(s.toLowerCase())) out[key] = false;
+      }
+    } else if (kind === 'boolean' && (value === 0 || value === 1)) {
+      out[key] = value === 1;
+    }
+  }
+  return out;
+}
+
+/**
+ * Validates `input` against `schema`; the first issue becomes a `LivedexError` naming the
+ * field at fault (`body` when the issue is about the whole body).
+ */
+export function parseWire<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const field = typeof issue?.path[0] === 'string' ? issue.path[0] : 'body';
+  throw new LivedexError('invalid_request', issue?.message ?? 'invalid request', { field });
+}
+
+/** Turns a validated `/v1/retrieve` body into the index's request, applying defaults. */
+export function toRetrieveRequest(wire: RetrieveRequestWire, defaults: { k?: number } = {}): RetrieveRequest {
+  if (wire.alpha != null && wire.fusion === 'rrf') {
+    throw new LivedexError('invalid_request', 'alpha applies to convex fusion only: drop fusion or set it to convex', {
+      field: 'alpha',
+    });
+  }
+  const req: RetrieveRequest = {
+    query: wire.query,
+    k: wire.k ?? defaults.k ?? DEFAULT_K,
+    mode: wire.mode ?? 'hybrid',
+    metadataFilter: wire.metadata_filter || null,
+    filepathGlobpattern: wire.filepath_globpattern || null,
+  };
+  if (wire.alpha != null) {
+    req.fusion = 'convex';
+    req.alpha = wire.alpha;
+  } else if (wire.fusion != null) {
+    req.fusion = wire.fusion;
+  }
+  return req;
+}
+
+/** Turns a validated list-documents body into the index's request, applying defaults. */
+export function toListDocumentsRequest(wire: ListDocumentsRequestWire): ListDocumentsRequest {
+  return {
+    metadataFilter: wire.metadata_filter || null,
+    filepathGlobpattern: wire.filepath_globpattern || null,
+    returnStatus: wire.return_status ?? false,
+  };
+}
