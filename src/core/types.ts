@@ -187,10 +187,10 @@ export interface DocumentInfo {
   status: DocumentStatus;
   error: string | null;
   metadata: Metadata;
-  chunkCount: number;
+  chunk_count: number;
   /** Unix seconds. */
-  indexedAt: number | null;
-  seenAt: number | null;
+  indexed_at: number | null;
+  seen_at: number | null;
 }
 
 export interface IndexStatus {

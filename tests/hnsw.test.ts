@@ -1,0 +1,341 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createLogger } from '../src/core/log.js';
+import type { VectorIndexContext } from '../src/core/registry.js';
+import { HnswIndex, hnswIndexPlugin, type HnswOptions } from '../src/indexes/hnsw.js';
+import { vectorIndexPlugins } from '../src/indexes/index.js';
+
+const DIM = 32;
+
+/** Deterministic vectors (mulberry32), so that failures reproduce. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function vectors(n: number, seed = 1, dim = DIM): Float32Array[] {
+  const r = rng(seed);
+  return Array.from({ length: n }, () => Float32Array.from({ length: dim }, () => r() * 2 - 1));
+}
+
+function cosineDistance(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    d += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return 1 - d / Math.sqrt(na * nb);
+}
+
+/** The exact answer: ids ranked by cosine distance to `q`. */
+function exact(q: Float32Array, vecs: Map<number, Float32Array>, k: number, accept: (id: number) => boolean = () => true): number[] {
+  return [...vecs]
+    .filter(([id]) => accept(id))
+    .map(([id, v]) => ({ id, d: cosineDistance(q, v) }))
+    .sort((a, b) => a.d - b.d || a.id - b.id)
+    .slice(0, k)
+    .map((h) => h.id);
+}
+
+interface Captured {
+  ctx: VectorIndexContext;
+  warnings: string[];
+}
+
+function context(dir: string, over: Partial<VectorIndexContext> = {}): Captured {
+  const warnings: string[] = [];
+  const logger = createLogger({
+    level: 'debug',
+    write: (line) => {
+      const rec = JSON.parse(line) as { level: string; msg: string; reason?: string };
+      if (rec.level === 'warn') warnings.push(`${rec.msg}: ${rec.reason ?? ''}`);
+    },
+  });
+  return { warnings, ctx: { logger, dataDir: dir, dir, dimensions: DIM, modelKey: 'test:model-a', ...over } };
+}
+
+async function open(dir: string, options: HnswOptions = {}, over: Partial<VectorIndexContext> = {}): Promise<{ index: HnswIndex; warnings: string[] }> {
+  const { ctx, warnings } = context(dir, over);
+  return { index: await HnswIndex.open(options, ctx), warnings };
+}
+
+describe('hnsw vector index', () => {
+  let root: string;
+  let n = 0;
+  const freshDir = (): string => path.join(root, `case-${n++}`);
+  before(async () => {
+    root = await mkdtemp(path.join(tmpdir(), 'livedex-hnsw-'));
+  });
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('is registered as the vectorIndex plugin "hnsw" with documented defaults', () => {
+    assert.equal(hnswIndexPlugin.kind, 'vectorIndex');
+    assert.equal(hnswIndexPlugin.name, 'hnsw');
+    assert.ok(vectorIndexPlugins.includes(hnswIndexPlugin));
+    assert.deepEqual(hnswIndexPlugin.options.parse({}), { m: 16, ef_construction: 200, ef_search: 64, initial_capacity: 1024 });
+    assert.throws(() => hnswIndexPlugin.options.parse({ m: 'x' }));
+  });
+
+  it('returns [] from an empty index and snapshotSeq 0 for a new one', async () => {
+    const { index } = await open(freshDir());
+    assert.equal(index.size, 0);
+    assert.equal(index.snapshotSeq, 0);
+    assert.deepEqual(index.search(vectors(1)[0]!, 5), []);
+    assert.deepEqual(index.ids(), []);
+  });
+
+  it('finds an identical vector at distance 0 and ranks the rest ascending', async () => {
+    const { index } = await open(freshDir());
+    const vs = vectors(50, 2);
+    vs.forEach((v, i) => index.add(i, v));
+    const hits = index.search(vs[7]!, 5);
+    assert.equal(hits.length, 5);
+    assert.deepEqual(hits[0], { id: 7, distance: 0 });
+    for (let i = 1; i < hits.length; i++) assert.ok(hits[i]!.distance >= hits[i - 1]!.distance);
+    assert.ok(Math.abs(hits[1]!.distance - cosineDistance(vs[7]!, vs[hits[1]!.id]!)) < 1e-5);
+  });
+
+  it('adds, removes, re-adds a removed id and replaces a live one', async () => {
+    const { index } = await open(freshDir(), { initial_capacity: 8 });
+    const vs = vectors(6, 3);
+    for (let i = 0; i < 5; i++) index.add(i, vs[i]!);
+    assert.equal(index.size, 5);
+
+    index.remove(2);
+    index.remove(2); // no-op
+    index.remove(999); // absent: no-op
+    assert.equal(index.size, 4);
+    assert.equal(index.has(2), false);
+    assert.ok(!index.search(vs[2]!, 5).some((h) => h.id === 2));
+    assert.deepEqual(index.ids().sort(), [0, 1, 3, 4]);
+
+    index.add(2, vs[5]!); // previously removed, new vector
+    assert.equal(index.size, 5);
+    assert.equal(index.has(2), true);
+    assert.deepEqual(index.search(vs[5]!, 1)[0], { id: 2, distance: 0 });
+
+    index.add(3, vs[2]!); // live: replaced in place
+    assert.equal(index.size, 5);
+    assert.deepEqual(index.search(vs[2]!, 1)[0], { id: 3, distance: 0 });
+    assert.ok(index.search(vs[3]!, 5).find((h) => h.id === 3)!.distance > 0);
+    assert.deepEqual(index.ids().sort(), [0, 1, 2, 3, 4]);
+  });
+
+  it('reuses the slots of removed ids for new ones instead of growing', async () => {
+    const { index } = await open(freshDir(), { initial_capacity: 16 });
+    const vs = vectors(64, 4);
+    for (let i = 0; i < 16; i++) index.add(i, vs[i]!);
+    for (let round = 1; round <= 3; round++) {
+      for (let i = 0; i < 16; i++) index.remove((round - 1) * 16 + i);
+      for (let i = 0; i < 16; i++) index.add(round * 16 + i, vs[round * 16 + i]!);
+    }
+    assert.equal(index.capacity, 16);
+    assert.equal(index.size, 16);
+    for (let i = 48; i < 64; i++) assert.equal(index.search(vs[i]!, 1)[0]!.id, i);
+    // An id whose slot was taken by another id can still come back.
+    index.add(0, vs[0]!);
+    assert.equal(index.search(vs[0]!, 1)[0]!.id, 0);
+    assert.equal(index.size, 17);
+  });
+
+  it('grows beyond its initial capacity by doubling', async () => {
+    const { index } = await open(freshDir(), { initial_capacity: 4 });
+    const vs = vectors(100, 5);
+    vs.forEach((v, i) => index.add(1000 + i, v));
+    assert.equal(index.size, 100);
+    assert.equal(index.capacity, 128);
+    for (let i = 0; i < 100; i += 9) assert.equal(index.search(vs[i]!, 1)[0]!.id, 1000 + i);
+  });
+
+  it('returns every live id when k exceeds the live count', async () => {
+    const { index } = await open(freshDir());
+    const vs = vectors(10, 6);
+    vs.forEach((v, i) => index.add(i, v));
+    index.remove(4);
+    const hits = index.search(vs[0]!, 50);
+    assert.deepEqual(hits.map((h) => h.id).sort((a, b) => a - b), [0, 1, 2, 3, 5, 6, 7, 8, 9]);
+    assert.deepEqual(index.search(vs[0]!, 0), []);
+  });
+
+  it('applies a selective id-set filter inside the search: 5 of 2,000 with k=5 are those 5 in exact order', async () => {
+    const { index } = await open(freshDir());
+    const vs = vectors(2000, 7);
+    const all = new Map(vs.map((v, i) => [i, v] as const));
+    vs.forEach((v, i) => index.add(i, v));
+    const allowed = new Set([13, 402, 977, 1501, 1999]);
+    const q = vectors(1, 99)[0]!;
+    const hits = index.search(q, 5, allowed);
+    assert.deepEqual(hits.map((h) => h.id), exact(q, all, 5, (id) => allowed.has(id)));
+    for (const h of hits) assert.ok(Math.abs(h.distance - cosineDistance(q, all.get(h.id)!)) < 1e-5);
+    // The same with a predicate, and with ids that are not live in the set.
+    assert.deepEqual(index.search(q, 5, (id) => allowed.has(id)).map((h) => h.id), hits.map((h) => h.id));
+    index.remove(13);
+    const after = index.search(q, 5, new Set([...allowed, 5000]));
+    assert.deepEqual(after.map((h) => h.id).sort((a, b) => a - b), [402, 977, 1501, 1999]);
+  });
+
+  it('returns k hits for broad filters, all accepted (predicate and set)', async () => {
+    const { index } = await open(freshDir());
+    const vs = vectors(3000, 8);
+    const all = new Map(vs.map((v, i) => [i, v] as const));
+    vs.forEach((v, i) => index.add(i, v));
+    const q = vectors(1, 98)[0]!;
+    const even = (id: number): boolean => id % 2 === 0;
+    const byPredicate = index.search(q, 10, even);
+    assert.equal(byPredicate.length, 10);
+    assert.ok(byPredicate.every((h) => even(h.id)));
+    const truth = exact(q, all, 10, even);
+    const recall = byPredicate.filter((h) => truth.includes(h.id)).length / 10;
+    assert.ok(recall >= 0.8, `recall ${recall}`);
+    const tenth = new Set([...all.keys()].filter((id) => id % 10 === 3));
+    const bySet = index.search(q, 20, tenth);
+    assert.equal(bySet.length, 20);
+    assert.ok(bySet.every((h) => tenth.has(h.id)));
+    // A predicate that accepts few ids still gets all of them back, exactly.
+    const few = (id: number): boolean => id % 1000 === 1;
+    assert.deepEqual(index.search(q, 10, few).map((h) => h.id), exact(q, all, 10, few));
+  });
+
+  it('saves a snapshot and loads it back with the same results and snapshotSeq', async () => {
+    const dir = freshDir();
+    const { index } = await open(dir, { initial_capacity: 64 });
+    const vs = vectors(300, 9);
+    vs.forEach((v, i) => index.add(i, v));
+    for (let i = 0; i < 300; i += 7) index.remove(i);
+    await index.save(42);
+    assert.equal(index.snapshotSeq, 42);
+    await index.save(43); // a second generation replaces the first
+    const files = (await readdir(dir)).sort();
+    assert.equal(files.length, 3, files.join(', '));
+    assert.ok(files.includes('meta.json'));
+
+    const { index: loaded, warnings } = await open(dir, { initial_capacity: 64 });
+    assert.deepEqual(warnings, []);
+    assert.equal(loaded.snapshotSeq, 43);
+    assert.equal(loaded.size, index.size);
+    assert.deepEqual(loaded.ids().sort((a, b) => a - b), index.ids().sort((a, b) => a - b));
+    const q = vectors(3, 97);
+    for (const v of q) assert.deepEqual(loaded.search(v, 10), index.search(v, 10));
+    assert.equal(loaded.has(7), false);
+    // Removed labels stay reusable after a load.
+    loaded.add(7, vs[7]!);
+    loaded.add(5000, vs[14]!);
+    assert.equal(loaded.search(vs[7]!, 1)[0]!.id, 7);
+    assert.equal(loaded.size, index.size + 2);
+    const meta = JSON.parse(await readFile(path.join(dir, 'meta.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(meta.modelKey, 'test:model-a');
+    assert.equal(meta.dimensions, DIM);
+    assert.equal(meta.seq, 43);
+    assert.equal(meta.count, index.size);
+  });
+
+  it('keeps answering, and takes changes, while a snapshot is being written', async () => {
+    const dir = freshDir();
+    const { index } = await open(dir);
+    const vs = vectors(400, 10);
+    for (let i = 0; i < 300; i++) index.add(i, vs[i]!);
+    const saving = index.save(1);
+    // These land while hnswlib writes the graph on another thread.
+    for (let i = 300; i < 400; i++) index.add(i, vs[i]!);
+    index.remove(0);
+    index.add(1, vs[399]!);
+    assert.equal(index.size, 399);
+    assert.equal(index.has(0), false);
+    assert.equal(index.search(vs[350]!, 1)[0]!.id, 350);
+    assert.ok(!index.search(vs[0]!, 5).some((h) => h.id === 0));
+    await saving;
+    assert.equal(index.size, 399);
+    assert.equal(index.search(vs[350]!, 1)[0]!.id, 350);
+    assert.ok(!index.search(vs[0]!, 5).some((h) => h.id === 0));
+    // The snapshot holds the state at the moment save() was called.
+    const { index: loaded } = await open(dir);
+    assert.equal(loaded.size, 300);
+    assert.equal(loaded.has(0), true);
+    assert.equal(loaded.has(350), false);
+  });
+
+  it('starts empty, without throwing, when the graph file is truncated', async () => {
+    const dir = freshDir();
+    const { index } = await open(dir);
+    vectors(50, 11).forEach((v, i) => index.add(i, v));
+    await index.save(5);
+    const graph = (await readdir(dir)).find((f) => f.endsWith('.hnsw'))!;
+    await truncate(path.join(dir, graph), 1000);
+    const { index: loaded, warnings } = await open(dir);
+    assert.equal(loaded.size, 0);
+    assert.equal(loaded.snapshotSeq, 0);
+    assert.match(warnings.join('\n'), /truncated/);
+    // and it is usable, and its next save replaces the damaged snapshot
+    loaded.add(1, vectors(1, 12)[0]!);
+    await loaded.save(6);
+    assert.equal((await open(dir)).index.size, 1);
+  });
+
+  it('starts empty when a byte of the graph file is flipped', async () => {
+    const dir = freshDir();
+    const { index } = await open(dir);
+    vectors(50, 13).forEach((v, i) => index.add(i, v));
+    await index.save(5);
+    const file = path.join(dir, (await readdir(dir)).find((f) => f.endsWith('.hnsw'))!);
+    const bytes = await readFile(file);
+    bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0xff;
+    await writeFile(file, bytes);
+    const { index: loaded, warnings } = await open(dir);
+    assert.equal(loaded.size, 0);
+    assert.match(warnings.join('\n'), /damaged/);
+  });
+
+  it('starts empty when meta.json is garbage or missing its files', async () => {
+    const dir = freshDir();
+    const { index } = await open(dir);
+    vectors(20, 14).forEach((v, i) => index.add(i, v));
+    await index.save(3);
+    await writeFile(path.join(dir, 'meta.json'), '{"version": 1, "modelKey": ');
+    const garbage = await open(dir);
+    assert.equal(garbage.index.size, 0);
+    assert.equal(garbage.warnings.length, 1);
+
+    await index.save(4);
+    const ids = (await readdir(dir)).find((f) => f.endsWith('.u32'))!;
+    await rm(path.join(dir, ids));
+    const missing = await open(dir);
+    assert.equal(missing.index.size, 0);
+    assert.equal(missing.warnings.length, 1);
+  });
+
+  it('does not reuse a snapshot made for another model or dimension', async () => {
+    const dir = freshDir();
+    const { index } = await open(dir);
+    vectors(20, 15).forEach((v, i) => index.add(i, v));
+    await index.save(9);
+    const other = await open(dir, {}, { modelKey: 'test:model-b' });
+    assert.equal(other.index.size, 0);
+    assert.equal(other.index.snapshotSeq, 0);
+    assert.match(other.warnings.join('\n'), /model test:model-a/);
+    const wider = await open(dir, {}, { dimensions: DIM * 2 });
+    assert.equal(wider.index.size, 0);
+    assert.equal((await open(dir)).index.size, 20);
+  });
+
+  it('rejects vectors of the wrong dimension and ids hnswlib cannot hold', async () => {
+    const { index } = await open(freshDir());
+    assert.throws(() => index.add(1, new Float32Array(DIM + 1)), /dimensions/);
+    assert.throws(() => index.add(-1, new Float32Array(DIM)), /not an integer/);
+    assert.throws(() => index.add(1.5, new Float32Array(DIM)), /not an integer/);
+    assert.throws(() => index.search(new Float32Array(3), 1), /dimensions/);
+  });
+});
