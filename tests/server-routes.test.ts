@@ -341,7 +341,7 @@ describe('GET /v1/documents/{key}', () => {
   it('returns the document of a URL-encoded key containing slashes', async () => {
     const reply = await get('/v1/documents/' + encodeURIComponent('docs/api/reference.md'));
     assert.equal(reply.status, 200);
-    const doc = reply.body as { key: string; status: string; metadata: { path: string }; chunkCount: number };
+    const doc = reply.body as { key: string; status: string; metadata: { path: string }; chunk_count: number };
     assert.equal(doc.key, 'docs/api/reference.md');
     assert.equal(doc.status, 'indexed');
     assert.equal(doc.metadata.path, 'docs/api/reference.md');

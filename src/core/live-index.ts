@@ -238,6 +238,7 @@ export class LiveIndex implements LiveIndexApi {
   async retrieve(req: RetrieveRequest): Promise<Hit[]> {
     const rc = this.config.retrieval;
     const predicate = compileFilter({ metadataFilter: req.metadataFilter, filepathGlobpattern: req.filepathGlobpattern });
+    if (req.query.trim() === '') return [];
     const fusion = req.alpha !== undefined ? 'convex' : (req.fusion ?? rc.default_fusion);
     const alpha = req.alpha ?? rc.alpha;
     const candidates = Math.max(req.k, rc.candidates);
@@ -275,7 +276,7 @@ export class LiveIndex implements LiveIndexApi {
   }
 
   #searchVectors(query: Float32Array, k: number, allowed: Set<number> | null): LegHit[] {
-    const hits = allowed ? this.vectors.search(query, k, (id) => allowed.has(id)) : this.vectors.search(query, k);
+    const hits = allowed ? this.vectors.search(query, k, allowed) : this.vectors.search(query, k);
     return hits.map((h) => ({ id: h.id, score: 1 - h.distance }));
   }
 
@@ -351,8 +352,8 @@ function documentInfo(row: DocumentRow): DocumentInfo {
     status: row.status,
     error: row.error,
     metadata: row.metadata,
-    chunkCount: row.chunkCount,
-    indexedAt: row.indexedAt,
-    seenAt: row.seenAt,
+    chunk_count: row.chunkCount,
+    indexed_at: row.indexedAt,
+    seen_at: row.seenAt,
   };
 }

@@ -66,6 +66,7 @@ export class Pipeline {
   // Latest change per key, in arrival order; a newer change for a queued key replaces it.
   readonly #queue = new Map<string, Change>();
   readonly #inFlight = new Map<string, Change>();
+  #working = 0;
   readonly #spaceWaiters: Array<() => void> = [];
   readonly #idleWaiters: Array<() => void> = [];
   #buffer: PendingCommit[] = [];
@@ -137,8 +138,10 @@ export class Pipeline {
   }
 
   #pump(): void {
-    const { concurrency } = this.#deps.config;
-    while (this.#inFlight.size < concurrency && !this.#closed) {
+    const { concurrency, commit_batch } = this.#deps.config;
+    // `#working` bounds CPU work (parse, split, embed); a document waiting for its commit only
+    // holds its key, so commits fill up to `commit_batch` while the next documents are parsed.
+    while (this.#working < concurrency && this.#inFlight.size < concurrency + 2 * commit_batch && !this.#closed) {
       let next: [string, Change] | undefined;
       for (const entry of this.#queue) {
         if (!this.#inFlight.has(entry[0])) {
@@ -150,10 +153,19 @@ export class Pipeline {
       const [key, change] = next;
       this.#queue.delete(key);
       this.#inFlight.set(key, change);
+      this.#working++;
       this.#spaceWaiters.shift()?.();
-      void this.#process(change)
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        this.#working--;
+        this.#pump();
+      };
+      void this.#process(change, release)
         .catch((err) => this.#deps.logger.error('pipeline error', { key, error: describeError(err) }))
         .finally(() => {
+          release();
           this.#inFlight.delete(key);
           this.#pump();
           this.#checkIdle();
@@ -162,30 +174,31 @@ export class Pipeline {
     this.#checkIdle();
   }
 
-  async #process(change: Change): Promise<void> {
+  /** Processes one change; calls `release` once its CPU work is done and only the commit is awaited. */
+  async #process(change: Change, release: () => void): Promise<void> {
     if (change.kind === 'delete') {
-      await this.#commit({ op: 'delete', key: change.key }, null);
+      await this.#commit({ op: 'delete', key: change.key }, null, release);
       return;
     }
     const doc = change.doc;
     const metadata: Metadata = { ...doc.metadata, seen_at: Math.floor(Date.now() / 1000) };
     try {
-      await this.#index(doc, metadata);
+      await this.#index(doc, metadata, release);
     } catch (err) {
       if (this.#abort.signal.aborted) return;
       if (isMissingFile(err)) {
         // Vanished between the event and the read: the source will report the delete; make it so now.
-        await this.#commit({ op: 'delete', key: doc.key }, null);
+        await this.#commit({ op: 'delete', key: doc.key }, null, release);
         return;
       }
       const reason = describeError(err);
       this.#deps.logger.warn('document failed', { key: doc.key, error: reason });
       this.counters.failed++;
-      await this.#commit({ op: 'mark', key: doc.key, version: doc.version, status: 'failed', error: reason, metadata }, null);
+      await this.#commit({ op: 'mark', key: doc.key, version: doc.version, status: 'failed', error: reason, metadata }, null, release);
     }
   }
 
-  async #index(doc: SourceDocument, metadata: Metadata): Promise<void> {
+  async #index(doc: SourceDocument, metadata: Metadata, release: () => void): Promise<void> {
     const { engine, embedder, catalog, config, splitter } = this.#deps;
     const declaredSize = typeof metadata.size === 'number' ? metadata.size : 0;
     if (declaredSize > config.max_file_bytes) throw tooLarge(declaredSize, config.max_file_bytes);
@@ -198,7 +211,7 @@ export class Pipeline {
       // Same bytes under a new version (touch, copy back): refresh metadata, parse and embed nothing.
       const rows = (await engine.getChunks([...catalog.chunkIdsOf(doc.key)])).sort((a, b) => a.ordinal - b.ordinal);
       const chunks = rows.map((r) => ({ ordinal: r.ordinal, text: r.text, textHash: r.textHash, metadata: { ...r.metadata, ...metadata } }));
-      await this.#commit({ op: 'upsert', key: doc.key, version: doc.version, contentHash, metadata, chunks }, new Map());
+      await this.#commit({ op: 'upsert', key: doc.key, version: doc.version, contentHash, metadata, chunks }, new Map(), release);
       return;
     }
 
@@ -241,12 +254,13 @@ export class Pipeline {
       const textHash = hashes[i]!;
       return { ordinal: i, text: d.text, textHash, metadata: d.metadata, ...(fresh.has(textHash) ? { embedding: vectors.get(textHash)! } : {}) };
     });
-    await this.#commit({ op: 'upsert', key: doc.key, version: doc.version, contentHash, metadata, chunks }, vectors);
+    await this.#commit({ op: 'upsert', key: doc.key, version: doc.version, contentHash, metadata, chunks }, vectors, release);
   }
 
-  #commit(op: DocumentOp, vectors: Map<string, Float32Array> | null): Promise<void> {
+  #commit(op: DocumentOp, vectors: Map<string, Float32Array> | null, release: () => void): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#buffer.push({ op, vectors, resolve, reject });
+      release();
       if (this.#buffer.length >= this.#deps.config.commit_batch) void this.#flush();
       else this.#flushTimer ??= setTimeout(() => void this.#flush(), this.#deps.config.commit_delay_ms);
     });

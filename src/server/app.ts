@@ -44,7 +44,7 @@ const LIST_DOCUMENTS_ROUTES = ['/v1/inputs', '/v2/list_documents', '/v1/pw_list_
 /**
  * Builds the REST app over `index`: `/v1/retrieve`, `/v1/statistics`, `/v1/inputs` (and its
  * aliases `/v2/list_documents`, `/v1/pw_list_documents`), `GET /v1/documents/{key}`,
- * `/healthz` and `/readyz`. Every route but the last three takes GET (query string) and
+ * `GET /v1/status` (queue, counts by status), `/healthz` and `/readyz`. Every route but the last three takes GET (query string) and
  * POST (JSON body, query string filling missing keys); every error is JSON.
  *
  * @example
@@ -92,6 +92,8 @@ export function createApp(index: LiveIndexApi, opts: AppOptions = {}): Hono {
     if (!doc) throw new LivedexError('not_found', `no document with key ${JSON.stringify(key)}`, { field: 'key' });
     return c.json(doc);
   });
+
+  app.get('/v1/status', async (c) => c.json(await index.status()));
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 

@@ -62,8 +62,7 @@ export function retrieveRequestSchema(opts: { maxK?: number } = {}) {
             ? 'query is required: the text to search for'
             : `query must be a string (got ${shown(iss.input)})`,
       })
-      .min(1, { error: 'query must not be empty' })
-      .describe('The text to search for (required).'),
+      .describe('The text to search for (required; an empty query matches nothing, as in Pathway).'),
     k: z
       .number({ error: kMessage })
       .int({ error: kMessage })
@@ -132,9 +131,9 @@ export const DocumentInfoSchema = z.object({
   status: z.enum(['pending', 'indexed', 'failed']),
   error: z.string().nullable(),
   metadata: MetadataSchema,
-  chunkCount: z.number().int(),
-  indexedAt: z.number().nullable().describe('Unix seconds.'),
-  seenAt: z.number().nullable().describe('Unix seconds.'),
+  chunk_count: z.number().int(),
+  indexed_at: z.number().nullable().describe('Unix seconds.'),
+  seen_at: z.number().nullable().describe('Unix seconds.'),
 });
 
 export const HealthSchema = z.object({ status: z.literal('ok') });

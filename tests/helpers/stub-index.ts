@@ -77,7 +77,7 @@ export function createStubIndex(): StubIndex {
       if (stub.failWith !== undefined) throw stub.failWith;
       const metadata = STUB_DOCUMENTS.find((m) => m.path === key);
       if (!metadata) return null;
-      return { key, status: 'indexed', error: null, metadata, chunkCount: 1, indexedAt: 1700000500, seenAt: 1700000500 };
+      return { key, status: 'indexed', error: null, metadata, chunk_count: 1, indexed_at: 1700000500, seen_at: 1700000500 };
     },
 
     isReady() {

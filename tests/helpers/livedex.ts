@@ -1,0 +1,162 @@
+/** Test harness: temp folders, an in-process server, a CLI child process, a counting embedder. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { definePlugin, type Registry } from '../../src/core/registry.js';
+import { silentLogger } from '../../src/core/log.js';
+import type { Embedder, Logger } from '../../src/core/types.js';
+import { parseConfig, serve, type RunningServer } from '../../src/livedex.js';
+import { builtinRegistry } from '../../src/plugins.js';
+
+export const ROOT = new URL('../..', import.meta.url).pathname;
+
+export async function tempDir(prefix = 'livedex-test-'): Promise<{ path: string; cleanup(): Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), prefix));
+  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** Document texts seen by every `counting` embedder in this process (reset it between tests). */
+export const embedCounter = { texts: 0, calls: 0, seen: [] as string[], reset() { this.texts = 0; this.calls = 0; this.seen = []; } };
+
+/** The built-in registry plus `counting`: the hashing embedder, counting what it is asked to embed. */
+export function countingRegistry(): Registry {
+  const registry = builtinRegistry();
+  const hashing = registry.get('embedder', 'hashing');
+  registry.register(
+    definePlugin({
+      kind: 'embedder',
+      name: 'counting',
+      description: 'hashing, counted (tests only)',
+      options: z.object({}).passthrough(),
+      async create(options, ctx) {
+        const inner: Embedder = await hashing.create(hashing.options.parse(options), ctx);
+        return {
+          name: 'counting',
+          modelKey: inner.modelKey,
+          dimensions: inner.dimensions,
+          async embed(texts: string[]) {
+            embedCounter.texts += texts.length;
+            embedCounter.calls++;
+            embedCounter.seen.push(...texts);
+            return inner.embed(texts);
+          },
+          // Queries are not counted: the tests count what indexing costs.
+          embedQuery: async (text: string) => (await inner.embed([text]))[0]!,
+        };
+      },
+    }),
+  );
+  return registry;
+}
+
+export interface TestServer extends RunningServer {
+  dataDir: string;
+}
+
+/** Starts livedex in this process over `folder` on 127.0.0.1 with a free port. */
+export async function startServer(
+  folder: string,
+  opts: { dataDir: string; config?: Record<string, unknown>; registry?: Registry; logger?: Logger; fs?: Record<string, unknown> },
+): Promise<TestServer> {
+  const config = parseConfig({
+    data_dir: opts.dataDir,
+    host: '127.0.0.1',
+    port: 0,
+    embedder: 'counting',
+    sources: [{ fs: { path: folder, reconcile_interval_s: 0, ...opts.fs } }],
+    ...opts.config,
+  });
+  const running = await serve(config, { logger: opts.logger ?? silentLogger, registry: opts.registry ?? countingRegistry() });
+  return { ...running, dataDir: opts.dataDir };
+}
+
+export interface HttpResult<T = unknown> {
+  status: number;
+  body: T;
+}
+
+export async function post<T = unknown>(base: string, path: string, body: unknown): Promise<HttpResult<T>> {
+  const res = await fetch(base.replace(/\/$/, '') + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as T };
+}
+
+export async function get<T = unknown>(base: string, path: string): Promise<HttpResult<T>> {
+  const res = await fetch(base.replace(/\/$/, '') + path);
+  return { status: res.status, body: (await res.json()) as T };
+}
+
+export interface WireHit {
+  text: string;
+  metadata: Record<string, unknown> & { path?: string };
+  dist: number;
+  scores: Record<string, number>;
+}
+
+export const retrieve = async (base: string, body: Record<string, unknown>): Promise<WireHit[]> => {
+  const res = await post<WireHit[]>(base, '/v1/retrieve', body);
+  if (res.status !== 200) throw new Error(`retrieve → ${res.status}: ${JSON.stringify(res.body)}`);
+  return res.body;
+};
+
+/** Polls `check` until it returns a truthy value or `timeoutMs` passes; returns the value and the time it took. */
+export async function waitFor<T>(check: () => Promise<T> | T, timeoutMs = 5000, intervalMs = 20): Promise<{ value: T; ms: number }> {
+  const started = performance.now();
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return { value, ms: performance.now() - started };
+    } catch (err) {
+      last = err;
+    }
+    if (performance.now() - started > timeoutMs) {
+      throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export interface ChildServer {
+  proc: ChildProcess;
+  url: Promise<string>;
+  stdout: string[];
+  stderr: string[];
+  exited: Promise<number | null>;
+}
+
+/** Runs the real CLI (`src/cli.ts` through tsx) as a child process. */
+export function runCli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): ChildServer {
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], {
+    cwd: opts.cwd ?? ROOT,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  let resolveUrl!: (url: string) => void;
+  let rejectUrl!: (err: Error) => void;
+  const url = new Promise<string>((res, rej) => {
+    resolveUrl = res;
+    rejectUrl = rej;
+  });
+  url.catch(() => {});
+  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout.push(chunk);
+    const m = /serving .* at (http:\/\/\S+)/.exec(stdout.join(''));
+    if (m) resolveUrl(m[1]!);
+  });
+  proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));
+  const exited = new Promise<number | null>((res) =>
+    proc.on('exit', (code) => {
+      rejectUrl(new Error(`livedex exited (${code}) before listening: ${stderr.join('')}`));
+      res(code);
+    }),
+  );
+  return { proc, url, stdout, stderr, exited };
+}
