@@ -32,6 +32,7 @@ console.log(`${dataset.docCount} documents, ${server.index.catalog.size} chunks;
 const variants: Variant[] = [
   { name: 'bm25', body: { mode: 'bm25' } },
   { name: 'vector', body: { mode: 'vector' } },
+  { name: 'hybrid (default)', body: { mode: 'hybrid' } },
   { name: 'hybrid (rrf)', body: { mode: 'hybrid', fusion: 'rrf' } },
 ];
 if (process.argv.includes('--sweep')) {

@@ -239,8 +239,7 @@ export class LiveIndex implements LiveIndexApi {
     const rc = this.config.retrieval;
     const predicate = compileFilter({ metadataFilter: req.metadataFilter, filepathGlobpattern: req.filepathGlobpattern });
     if (req.query.trim() === '') return [];
-    const fusion = req.alpha !== undefined ? 'convex' : (req.fusion ?? rc.default_fusion);
-    const alpha = req.alpha ?? rc.alpha;
+    const { fusion, alpha } = this.#fusionFor(req);
     const candidates = Math.max(req.k, rc.candidates);
     const queryVector = req.mode === 'bm25' ? null : await this.#embedQuery(req.query);
 
@@ -273,6 +272,15 @@ export class LiveIndex implements LiveIndexApi {
       }
       return hits;
     });
+  }
+
+  /** The fusion a request gets: its own choice, else the configured default (see `default_fusion`). */
+  #fusionFor(req: RetrieveRequest): { fusion: 'rrf' | 'convex'; alpha: number } {
+    const rc = this.config.retrieval;
+    if (req.alpha !== undefined) return { fusion: 'convex', alpha: req.alpha };
+    if (req.fusion) return { fusion: req.fusion, alpha: rc.alpha };
+    if (rc.default_fusion !== 'auto') return { fusion: rc.default_fusion, alpha: rc.alpha };
+    return this.embedder.lexical ? { fusion: 'convex', alpha: rc.lexical_alpha } : { fusion: 'rrf', alpha: rc.alpha };
   }
 
   #searchVectors(query: Float32Array, k: number, allowed: Set<number> | null): LegHit[] {

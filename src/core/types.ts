@@ -100,6 +100,11 @@ export interface Embedder {
   /** Identifies the vectors this embedder produces: plugin, model and every option that changes them. */
   readonly modelKey: string;
   readonly dimensions: number;
+  /**
+   * True when the vectors carry word overlap only, no meaning (the offline `hashing` model):
+   * such a vector leg mostly repeats BM25, so hybrid search leans on BM25 by default.
+   */
+  readonly lexical?: boolean;
   /** Embeds document texts; returns one L2-normalized vector per text, in order. */
   embed(texts: string[], signal?: AbortSignal): Promise<Float32Array[]>;
   /** Embeds a query (some models prefix queries differently); defaults to `embed`. */

@@ -44,6 +44,7 @@ export const hashingEmbedderOptions = z.strictObject({
  */
 export class HashingEmbedder implements Embedder {
   readonly name = 'hashing';
+  readonly lexical = true;
   readonly dimensions: number;
   readonly modelKey: string;
   /** Scratch space for the features of the text being embedded (grows as needed). */

@@ -72,7 +72,7 @@ export function retrieveRequestSchema(opts: { maxK?: number } = {}) {
       .describe(`How many hits to return, 1 to ${maxK}; null or absent means ${DEFAULT_K}.`),
     ...filterFields,
     mode: RetrievalModeSchema.nullish().describe('hybrid (default), vector or bm25.'),
-    fusion: FusionSchema.nullish().describe('rrf (default) or convex; giving alpha implies convex.'),
+    fusion: FusionSchema.nullish().describe('rrf or convex (default: rrf with a semantic embedder, convex leaning on bm25 with the offline lexical one); giving alpha implies convex.'),
     alpha: z
       .number({ error: (iss) => `alpha must be a number from 0 to 1 (got ${shown(iss.input)})` })
       .min(0, { error: (iss) => `alpha must be a number from 0 to 1 (got ${shown(iss.input)})` })
