@@ -292,6 +292,10 @@ export class Pipeline {
         return res;
       });
       this.lastSeq = Math.max(this.lastSeq, result.seq);
+      if (result.textIndexError) {
+        // The store commit is durable; the text index replays it on the next commit or open.
+        logger.warn('text index lags the store', { error: result.textIndexError, seq: result.seq });
+      }
       for (const p of batch) p.resolve();
     } catch (err) {
       if (batch.length === 1) {

@@ -19,6 +19,9 @@ export type DocumentOp =
   /**
    * Records a document's state without touching its chunks: `pending` when seen but not yet
    * indexed, `failed` with the reason. A previously indexed version keeps serving.
+   * `pending` never overwrites the stored `version` (so a crash before indexing makes the
+   * source see a mismatch and re-send it); `failed` stores `version` (a failed version is
+   * not retried on restart; a new version is). A new document gets a row either way.
    */
   | { op: 'mark'; key: string; version: string; status: Exclude<DocumentStatus, 'indexed'>; error?: string | null; metadata: Metadata };
 
@@ -33,9 +36,17 @@ export interface CommittedDocument {
 }
 
 export interface CommitResult {
-  /** Change-log sequence of this commit (the last one when it wrote several entries); 0 if nothing changed. */
+  /**
+   * Change-log sequence of this commit (the last one when it wrote several entries); when the
+   * commit wrote none (only `mark`s, deletes of unknown keys), the store's current last sequence.
+   */
   seq: number;
   documents: CommittedDocument[];
+  /**
+   * Set when the store commit succeeded but applying it to the text index failed (disk full…).
+   * The batch is durable; the text index catches up on the next commit or the next open.
+   */
+  textIndexError?: string;
 }
 
 export interface ChunkRow {
@@ -52,6 +63,7 @@ export type ChunkMetaRow = Omit<ChunkRow, 'text'>;
 
 export interface DocumentRow {
   key: string;
+  /** The last version processed (indexed or failed); empty for a document only seen so far. */
   version: string;
   contentHash: string | null;
   status: DocumentStatus;

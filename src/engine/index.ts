@@ -1,0 +1,357 @@
+/**
+ * @module engine — the typed face of the Rust engine (build/livedex-engine.node).
+ *
+ * Every method runs on the libuv thread pool (napi AsyncTask) and returns a Promise; errors
+ * thrown by the engine become `LivedexError('engine_error', …)` with the native error as cause.
+ * Metadata crosses N-API as JSON strings, embeddings as Float32Array, chunk ids as numbers.
+ */
+import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LivedexError } from '../core/errors.js';
+import type { DocumentStatus, Metadata } from '../core/types.js';
+import type {
+  ChunkMetaRow,
+  ChunkRow,
+  CommitResult,
+  DocumentOp,
+  DocumentRow,
+  Engine,
+  EngineStats,
+  OpenOptions,
+  TextHit,
+} from './types.js';
+
+export type * from './types.js';
+
+// ───────────────────────────── the native module ─────────────────────────────
+
+interface NativeChunkWrite {
+  ordinal: number;
+  text: string;
+  textHash: string;
+  metadata: string;
+  embedding?: Float32Array | undefined;
+}
+
+interface NativeOp {
+  op: string;
+  key: string;
+  version?: string | undefined;
+  contentHash?: string | undefined;
+  metadata?: string | undefined;
+  status?: string | undefined;
+  error?: string | undefined;
+  chunks?: NativeChunkWrite[] | undefined;
+}
+
+interface NativeCommitResult {
+  seq: number;
+  documents: { key: string; removed: number[]; added: number[]; current: number[] }[];
+  textIndexError?: string | null;
+}
+
+interface NativeVectors {
+  data: Float32Array;
+  lengths: number[];
+}
+
+interface NativeChunkRow {
+  id: number;
+  docKey: string;
+  ordinal: number;
+  text?: string | null;
+  textHash: string;
+  metadata: string;
+}
+
+interface NativeDocumentRow {
+  key: string;
+  version: string;
+  contentHash?: string | null;
+  status: string;
+  error?: string | null;
+  metadata: string;
+  chunkCount: number;
+  seenAt?: number | null;
+  indexedAt?: number | null;
+}
+
+interface NativeStats {
+  documents: number;
+  pending: number;
+  indexed: number;
+  failed: number;
+  chunks: number;
+  lastSeq: number;
+  textIndexSeq: number;
+  lastModified?: number | null;
+  lastIndexed?: number | null;
+}
+
+interface NativeEngine {
+  readonly dir: string;
+  readonly readOnly: boolean;
+  readonly rebuilt: string | null;
+  commit(model: string, ops: NativeOp[]): Promise<NativeCommitResult>;
+  lookupEmbeddings(model: string, textHashes: string[]): Promise<NativeVectors>;
+  chunkEmbeddings(model: string, ids: number[]): Promise<NativeVectors>;
+  searchText(query: string, k: number, allowedIds: number[] | null): Promise<{ id: number; score: number }[]>;
+  getChunks(ids: number[]): Promise<NativeChunkRow[]>;
+  listChunks(afterId: number, limit: number): Promise<NativeChunkRow[]>;
+  getDocument(key: string): Promise<NativeDocumentRow | null>;
+  listDocuments(): Promise<NativeDocumentRow[]>;
+  getCursor(name: string): Promise<string | null>;
+  setCursor(name: string, value: string): Promise<void>;
+  stats(): Promise<NativeStats>;
+  close(): Promise<void>;
+}
+
+interface NativeModule {
+  openEngine(dir: string, readOnly: boolean): Promise<NativeEngine>;
+}
+
+/**
+ * Where the addon lives: `build/livedex-engine.node` at the package root, two levels above
+ * this file both as `src/engine/index.ts` (tsx) and as `dist/engine/index.js` (tsc).
+ * `LIVEDEX_ENGINE_PATH` overrides it (an absolute path to a `.node` file).
+ */
+export const ADDON_PATH: string =
+  process.env.LIVEDEX_ENGINE_PATH || fileURLToPath(new URL('../../build/livedex-engine.node', import.meta.url));
+
+let nativeModule: NativeModule | undefined;
+
+function loadNative(): NativeModule {
+  if (nativeModule) return nativeModule;
+  const require = createRequire(import.meta.url);
+  try {
+    nativeModule = require(ADDON_PATH) as NativeModule;
+  } catch (err) {
+    throw new LivedexError(
+      'engine_error',
+      `cannot load the livedex engine addon at ${ADDON_PATH}: build it with \`npm run build:engine\` (needs a Rust toolchain)`,
+      { cause: err },
+    );
+  }
+  return nativeModule;
+}
+
+function engineError(err: unknown, what: string): LivedexError {
+  if (err instanceof LivedexError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new LivedexError('engine_error', `engine ${what}: ${message}`, { cause: err });
+}
+
+async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw engineError(err, what);
+  }
+}
+
+// ───────────────────────────── conversions ─────────────────────────────
+
+function toJson(value: Metadata | undefined, what: string): string {
+  if (value === undefined || value === null) return '{}';
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new LivedexError('engine_error', `engine commit: ${what} must be an object`);
+  }
+  return JSON.stringify(value);
+}
+
+function parseJson(text: string): Metadata {
+  const v: unknown = JSON.parse(text);
+  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Metadata) : {};
+}
+
+function toFloat32(v: Float32Array | ArrayLike<number>): Float32Array {
+  return v instanceof Float32Array ? v : Float32Array.from(v);
+}
+
+function toNativeOp(op: DocumentOp): NativeOp {
+  switch (op.op) {
+    case 'upsert':
+      return {
+        op: 'upsert',
+        key: op.key,
+        version: op.version,
+        contentHash: op.contentHash,
+        metadata: toJson(op.metadata, `metadata of ${op.key}`),
+        chunks: op.chunks.map((c) => ({
+          ordinal: c.ordinal,
+          text: c.text,
+          textHash: c.textHash,
+          metadata: toJson(c.metadata, `metadata of chunk ${c.ordinal} of ${op.key}`),
+          ...(c.embedding ? { embedding: toFloat32(c.embedding) } : {}),
+        })),
+      };
+    case 'delete':
+      return { op: 'delete', key: op.key };
+    case 'mark':
+      return {
+        op: 'mark',
+        key: op.key,
+        version: op.version,
+        status: op.status,
+        ...(op.error != null ? { error: op.error } : {}),
+        metadata: toJson(op.metadata, `metadata of ${op.key}`),
+      };
+    default: {
+      const bad = op as { op?: unknown; key?: unknown };
+      throw new LivedexError('engine_error', `engine commit: unknown operation ${String(bad.op)} for ${String(bad.key)}`);
+    }
+  }
+}
+
+function unpackVectors(v: NativeVectors): (Float32Array | null)[] {
+  const out: (Float32Array | null)[] = new Array(v.lengths.length);
+  let offset = 0;
+  for (let i = 0; i < v.lengths.length; i++) {
+    const len = v.lengths[i]!;
+    if (len < 0) {
+      out[i] = null;
+    } else {
+      // A copy, so each vector owns its buffer (offset 0, no shared backing store).
+      out[i] = v.data.slice(offset, offset + len);
+      offset += len;
+    }
+  }
+  return out;
+}
+
+function toChunkMeta(r: NativeChunkRow): ChunkMetaRow {
+  return { id: r.id, docKey: r.docKey, ordinal: r.ordinal, textHash: r.textHash, metadata: parseJson(r.metadata) };
+}
+
+function toDocument(r: NativeDocumentRow): DocumentRow {
+  return {
+    key: r.key,
+    version: r.version,
+    contentHash: r.contentHash ?? null,
+    status: r.status as DocumentStatus,
+    error: r.error ?? null,
+    metadata: parseJson(r.metadata),
+    chunkCount: r.chunkCount,
+    seenAt: r.seenAt ?? null,
+    indexedAt: r.indexedAt ?? null,
+  };
+}
+
+function checkIds(ids: number[], what: string): number[] {
+  for (const id of ids) {
+    if (!Number.isSafeInteger(id)) throw new LivedexError('engine_error', `engine ${what}: chunk id ${id} is not an integer`);
+  }
+  return ids;
+}
+
+// ───────────────────────────── the engine ─────────────────────────────
+
+class NativeBackedEngine implements Engine {
+  readonly dir: string;
+  /** Why the text index was rebuilt when this engine opened (null when it was reused). */
+  readonly textIndexRebuilt: string | null;
+
+  constructor(private readonly native: NativeEngine) {
+    this.dir = native.dir;
+    this.textIndexRebuilt = native.rebuilt ?? null;
+  }
+
+  commit(model: string, ops: DocumentOp[]): Promise<CommitResult> {
+    return call('commit', async () => {
+      const res = await this.native.commit(model, ops.map(toNativeOp));
+      return {
+        seq: res.seq,
+        documents: res.documents.map((d) => ({ key: d.key, removed: d.removed, added: d.added, current: d.current })),
+        ...(res.textIndexError ? { textIndexError: res.textIndexError } : {}),
+      };
+    });
+  }
+
+  lookupEmbeddings(model: string, textHashes: string[]): Promise<(Float32Array | null)[]> {
+    return call('lookupEmbeddings', async () => unpackVectors(await this.native.lookupEmbeddings(model, textHashes)));
+  }
+
+  chunkEmbeddings(model: string, ids: number[]): Promise<(Float32Array | null)[]> {
+    return call('chunkEmbeddings', async () =>
+      unpackVectors(await this.native.chunkEmbeddings(model, checkIds(ids, 'chunkEmbeddings'))),
+    );
+  }
+
+  searchText(query: string, k: number, allowedIds?: number[] | null): Promise<TextHit[]> {
+    return call('searchText', async () => {
+      const limit = Number.isFinite(k) ? Math.max(0, Math.min(Math.floor(k), 0xffffffff)) : 0;
+      if (limit === 0) return [];
+      if (allowedIds && allowedIds.length === 0) return [];
+      const allowed = allowedIds ? checkIds(allowedIds, 'searchText') : null;
+      const hits = await this.native.searchText(String(query), limit, allowed);
+      return hits.map((h) => ({ id: h.id, score: h.score }));
+    });
+  }
+
+  getChunks(ids: number[]): Promise<ChunkRow[]> {
+    return call('getChunks', async () => {
+      const rows = await this.native.getChunks(checkIds(ids, 'getChunks'));
+      return rows.map((r) => ({ ...toChunkMeta(r), text: r.text ?? '' }));
+    });
+  }
+
+  listChunks(afterId: number, limit: number): Promise<ChunkMetaRow[]> {
+    return call('listChunks', async () => {
+      const n = Math.max(0, Math.min(Math.floor(limit), 0xffffffff));
+      if (n === 0) return [];
+      return (await this.native.listChunks(Math.floor(afterId), n)).map(toChunkMeta);
+    });
+  }
+
+  getDocument(key: string): Promise<DocumentRow | null> {
+    return call('getDocument', async () => {
+      const row = await this.native.getDocument(key);
+      return row ? toDocument(row) : null;
+    });
+  }
+
+  listDocuments(): Promise<DocumentRow[]> {
+    return call('listDocuments', async () => (await this.native.listDocuments()).map(toDocument));
+  }
+
+  getCursor(name: string): Promise<string | null> {
+    return call('getCursor', async () => (await this.native.getCursor(name)) ?? null);
+  }
+
+  setCursor(name: string, value: string): Promise<void> {
+    return call('setCursor', () => this.native.setCursor(name, value));
+  }
+
+  stats(): Promise<EngineStats> {
+    return call('stats', async () => {
+      const s = await this.native.stats();
+      return {
+        documents: s.documents,
+        pending: s.pending,
+        indexed: s.indexed,
+        failed: s.failed,
+        chunks: s.chunks,
+        lastSeq: s.lastSeq,
+        textIndexSeq: s.textIndexSeq,
+        lastModified: s.lastModified ?? null,
+        lastIndexed: s.lastIndexed ?? null,
+      };
+    });
+  }
+
+  close(): Promise<void> {
+    return call('close', () => this.native.close());
+  }
+}
+
+/**
+ * Opens (creating if needed) the data dir `dir`: `store.sqlite` and `text-index/`.
+ * Read-write takes the dir's lock (a second writer fails with "data dir … is in use by another
+ * livedex process"), replays the change log into the text index or rebuilds it.
+ * `readOnly` opens beside a running writer: no lock, no commits, searches what is committed.
+ */
+export async function openEngine(dir: string, opts: OpenOptions = {}): Promise<Engine> {
+  const native = loadNative();
+  return call('open', async () => new NativeBackedEngine(await native.openEngine(resolve(dir), opts.readOnly === true)));
+}

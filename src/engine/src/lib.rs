@@ -1,0 +1,448 @@
+//! livedex engine — the N-API face. Every method that does I/O returns an `AsyncTask` that
+//! runs on the libuv thread pool; a panic anywhere becomes a rejected promise.
+//!
+//! Metadata crosses as JSON strings, embeddings as Float32Array, chunk ids as i64 (JS number).
+
+mod engine;
+mod error;
+mod store;
+mod text;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use crate::engine::Engine;
+use crate::error::Error as EngineError;
+
+// ───────────────────────────── the task runner ─────────────────────────────
+
+pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+type Work<T> = Box<dyn FnOnce() -> std::result::Result<T, EngineError> + Send>;
+
+/// Runs a closure on the libuv pool; its result converts itself to JS.
+pub struct Job<T: Send + 'static> {
+    work: Option<Work<T>>,
+}
+
+fn job<T: Send + ToNapiValue + TypeName + 'static>(
+    f: impl FnOnce() -> std::result::Result<T, EngineError> + Send + 'static,
+) -> AsyncTask<Job<T>> {
+    AsyncTask::new(Job {
+        work: Some(Box::new(f)),
+    })
+}
+
+impl<T: Send + ToNapiValue + TypeName + 'static> Task for Job<T> {
+    type Output = T;
+    type JsValue = T;
+
+    fn compute(&mut self) -> Result<T> {
+        let work = self
+            .work
+            .take()
+            .ok_or_else(|| Error::from_reason("livedex engine: task ran twice"))?;
+        match catch_unwind(AssertUnwindSafe(work)) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Error::from_reason(e.0)),
+            Err(p) => Err(Error::from_reason(format!(
+                "livedex engine panicked: {}",
+                panic_message(p)
+            ))),
+        }
+    }
+
+    fn resolve(&mut self, _env: Env, output: T) -> Result<T> {
+        Ok(output)
+    }
+}
+
+// ───────────────────────────── wire types ─────────────────────────────
+
+#[napi(object)]
+pub struct NativeChunkWrite {
+    pub ordinal: i64,
+    pub text: String,
+    pub text_hash: String,
+    /// JSON.
+    pub metadata: String,
+    pub embedding: Option<Float32Array>,
+}
+
+#[napi(object)]
+pub struct NativeOp {
+    /// 'upsert' | 'delete' | 'mark'
+    pub op: String,
+    pub key: String,
+    pub version: Option<String>,
+    pub content_hash: Option<String>,
+    /// JSON.
+    pub metadata: Option<String>,
+    pub status: Option<String>,
+    pub error: Option<String>,
+    pub chunks: Option<Vec<NativeChunkWrite>>,
+}
+
+#[napi(object)]
+pub struct NativeCommittedDocument {
+    pub key: String,
+    pub removed: Vec<i64>,
+    pub added: Vec<i64>,
+    pub current: Vec<i64>,
+}
+
+#[napi(object)]
+pub struct NativeCommitResult {
+    pub seq: i64,
+    pub documents: Vec<NativeCommittedDocument>,
+    pub text_index_error: Option<String>,
+}
+
+/// Vectors packed end to end; `lengths[i]` is -1 where there is none.
+#[napi(object)]
+pub struct NativeVectors {
+    pub data: Float32Array,
+    pub lengths: Vec<i32>,
+}
+
+#[napi(object)]
+pub struct NativeTextHit {
+    pub id: i64,
+    pub score: f64,
+}
+
+#[napi(object)]
+pub struct NativeChunkRow {
+    pub id: i64,
+    pub doc_key: String,
+    pub ordinal: i64,
+    pub text: Option<String>,
+    pub text_hash: String,
+    /// JSON.
+    pub metadata: String,
+}
+
+#[napi(object)]
+pub struct NativeDocumentRow {
+    pub key: String,
+    pub version: String,
+    pub content_hash: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    /// JSON.
+    pub metadata: String,
+    pub chunk_count: i64,
+    pub seen_at: Option<i64>,
+    pub indexed_at: Option<i64>,
+}
+
+#[napi(object)]
+pub struct NativeStats {
+    pub documents: i64,
+    pub pending: i64,
+    pub indexed: i64,
+    pub failed: i64,
+    pub chunks: i64,
+    pub last_seq: i64,
+    pub text_index_seq: i64,
+    pub last_modified: Option<f64>,
+    pub last_indexed: Option<i64>,
+}
+
+fn pack_vectors(vs: Vec<Option<Vec<f32>>>) -> NativeVectors {
+    let total: usize = vs.iter().map(|v| v.as_ref().map_or(0, |v| v.len())).sum();
+    let mut data = Vec::with_capacity(total);
+    let mut lengths = Vec::with_capacity(vs.len());
+    for v in vs {
+        match v {
+            Some(v) => {
+                lengths.push(v.len() as i32);
+                data.extend_from_slice(&v);
+            }
+            None => lengths.push(-1),
+        }
+    }
+    NativeVectors {
+        data: Float32Array::new(data),
+        lengths,
+    }
+}
+
+fn chunk_row(r: store::ChunkRow) -> NativeChunkRow {
+    NativeChunkRow {
+        id: r.id,
+        doc_key: r.doc_key,
+        ordinal: r.ordinal,
+        text: r.text,
+        text_hash: r.text_hash,
+        metadata: r.metadata,
+    }
+}
+
+fn doc_row(r: store::DocumentRow) -> NativeDocumentRow {
+    NativeDocumentRow {
+        key: r.key,
+        version: r.version,
+        content_hash: r.content_hash,
+        status: r.status,
+        error: r.error,
+        metadata: r.metadata,
+        chunk_count: r.chunk_count,
+        seen_at: r.seen_at,
+        indexed_at: r.indexed_at,
+    }
+}
+
+fn to_op(op: NativeOp) -> std::result::Result<store::Op, EngineError> {
+    let key = op.key;
+    if key.is_empty() {
+        return Err(EngineError::msg("an operation has an empty document key"));
+    }
+    let need = |v: Option<String>, field: &str| {
+        v.ok_or_else(|| EngineError(format!("{} of document {key:?}: missing {field}", op.op)))
+    };
+    match op.op.as_str() {
+        "upsert" => {
+            let version = need(op.version, "version")?;
+            let content_hash = need(op.content_hash, "contentHash")?;
+            let metadata = need(op.metadata, "metadata")?;
+            let chunks = op
+                .chunks
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| store::ChunkIn {
+                    ordinal: c.ordinal,
+                    text: c.text,
+                    text_hash: c.text_hash,
+                    metadata: c.metadata,
+                    embedding: c.embedding.map(|e| e.to_vec()),
+                })
+                .collect();
+            Ok(store::Op::Upsert {
+                key,
+                version,
+                content_hash,
+                metadata,
+                chunks,
+            })
+        }
+        "delete" => Ok(store::Op::Delete { key }),
+        "mark" => {
+            let version = need(op.version, "version")?;
+            let status = need(op.status, "status")?;
+            let metadata = need(op.metadata, "metadata")?;
+            Ok(store::Op::Mark {
+                key,
+                version,
+                status,
+                error: op.error,
+                metadata,
+            })
+        }
+        other => Err(EngineError(format!(
+            "unknown operation {other:?} for document {key:?}"
+        ))),
+    }
+}
+
+// ───────────────────────────── the engine class ─────────────────────────────
+
+#[napi]
+pub struct NativeEngine {
+    inner: Arc<Engine>,
+}
+
+/// Opens (creating if needed) the data dir `dir`. Read-write takes the dir's lock, replays the
+/// change log into the text index, or rebuilds it when it is missing or outdated.
+#[napi(catch_unwind)]
+pub fn open_engine(dir: String, read_only: bool) -> AsyncTask<Job<NativeEngine>> {
+    job(move || {
+        Ok(NativeEngine {
+            inner: Arc::new(Engine::open(&dir, read_only)?),
+        })
+    })
+}
+
+#[napi]
+impl NativeEngine {
+    #[napi(getter)]
+    pub fn dir(&self) -> String {
+        self.inner.dir.to_string_lossy().into_owned()
+    }
+
+    #[napi(getter)]
+    pub fn read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// Why the text index was rebuilt on open (null if it was not).
+    #[napi(getter)]
+    pub fn rebuilt(&self) -> Option<String> {
+        self.inner.rebuilt.clone()
+    }
+
+    #[napi(catch_unwind)]
+    pub fn commit(
+        &self,
+        model: String,
+        ops: Vec<NativeOp>,
+    ) -> Result<AsyncTask<Job<NativeCommitResult>>> {
+        let ops = ops
+            .into_iter()
+            .map(to_op)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::from_reason(e.0))?;
+        let inner = self.inner.clone();
+        Ok(job(move || {
+            let (out, text_err) = inner.commit(&model, ops)?;
+            Ok(NativeCommitResult {
+                seq: out.seq,
+                documents: out
+                    .documents
+                    .into_iter()
+                    .map(|d| NativeCommittedDocument {
+                        key: d.key,
+                        removed: d.removed,
+                        added: d.added,
+                        current: d.current,
+                    })
+                    .collect(),
+                text_index_error: text_err,
+            })
+        }))
+    }
+
+    #[napi(catch_unwind)]
+    pub fn lookup_embeddings(
+        &self,
+        model: String,
+        text_hashes: Vec<String>,
+    ) -> AsyncTask<Job<NativeVectors>> {
+        let inner = self.inner.clone();
+        job(move || {
+            Ok(pack_vectors(inner.read(|c| {
+                store::lookup_embeddings(c, &model, &text_hashes)
+            })?))
+        })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn chunk_embeddings(&self, model: String, ids: Vec<i64>) -> AsyncTask<Job<NativeVectors>> {
+        let inner = self.inner.clone();
+        job(move || {
+            Ok(pack_vectors(
+                inner.read(|c| store::chunk_embeddings(c, &model, &ids))?,
+            ))
+        })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn search_text(
+        &self,
+        query: String,
+        k: u32,
+        allowed_ids: Option<Vec<i64>>,
+    ) -> AsyncTask<Job<Vec<NativeTextHit>>> {
+        let inner = self.inner.clone();
+        job(move || {
+            let hits = inner.search(&query, k as usize, allowed_ids.as_deref())?;
+            Ok(hits
+                .into_iter()
+                .map(|(id, score)| NativeTextHit {
+                    id,
+                    score: score as f64,
+                })
+                .collect())
+        })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn get_chunks(&self, ids: Vec<i64>) -> AsyncTask<Job<Vec<NativeChunkRow>>> {
+        let inner = self.inner.clone();
+        job(move || {
+            Ok(inner
+                .read(|c| store::get_chunks(c, &ids))?
+                .into_iter()
+                .map(chunk_row)
+                .collect())
+        })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn list_chunks(&self, after_id: i64, limit: u32) -> AsyncTask<Job<Vec<NativeChunkRow>>> {
+        let inner = self.inner.clone();
+        job(move || {
+            Ok(inner
+                .read(|c| store::list_chunks(c, after_id, limit as i64))?
+                .into_iter()
+                .map(chunk_row)
+                .collect())
+        })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn get_document(&self, key: String) -> AsyncTask<Job<Option<NativeDocumentRow>>> {
+        let inner = self.inner.clone();
+        job(move || Ok(inner.read(|c| store::get_document(c, &key))?.map(doc_row)))
+    }
+
+    #[napi(catch_unwind)]
+    pub fn list_documents(&self) -> AsyncTask<Job<Vec<NativeDocumentRow>>> {
+        let inner = self.inner.clone();
+        job(move || {
+            Ok(inner
+                .read(store::list_documents)?
+                .into_iter()
+                .map(doc_row)
+                .collect())
+        })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn get_cursor(&self, name: String) -> AsyncTask<Job<Option<String>>> {
+        let inner = self.inner.clone();
+        job(move || inner.read(|c| store::get_cursor(c, &name)))
+    }
+
+    #[napi(catch_unwind)]
+    pub fn set_cursor(&self, name: String, value: String) -> AsyncTask<Job<()>> {
+        let inner = self.inner.clone();
+        job(move || inner.set_cursor(&name, &value))
+    }
+
+    #[napi(catch_unwind)]
+    pub fn stats(&self) -> AsyncTask<Job<NativeStats>> {
+        let inner = self.inner.clone();
+        job(move || {
+            let s = inner.read(store::stats)?;
+            Ok(NativeStats {
+                documents: s.documents,
+                pending: s.pending,
+                indexed: s.indexed,
+                failed: s.failed,
+                chunks: s.chunks,
+                last_seq: s.last_seq,
+                text_index_seq: inner.text_index_seq()?,
+                last_modified: s.last_modified,
+                last_indexed: s.last_indexed,
+            })
+        })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn close(&self) -> AsyncTask<Job<()>> {
+        let inner = self.inner.clone();
+        job(move || inner.close())
+    }
+}

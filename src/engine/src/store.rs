@@ -1,0 +1,678 @@
+//! The durable store (SQLite): documents, chunks, embedding cache, cursors, change log.
+//!
+//! The store is the source of truth; the text index is derived from it through the change
+//! log and can always be rebuilt.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::error::{Context, Error, Result};
+
+/// Bumped whenever the schema below changes; `migrate` knows how to get from each older one.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS documents (
+  key          TEXT PRIMARY KEY,
+  version      TEXT NOT NULL DEFAULT '',
+  content_hash TEXT,
+  status       TEXT NOT NULL CHECK (status IN ('pending', 'indexed', 'failed')),
+  error        TEXT,
+  metadata     TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(metadata)),
+  chunk_count  INTEGER NOT NULL DEFAULT 0,
+  seen_at      INTEGER,
+  indexed_at   INTEGER
+);
+CREATE INDEX IF NOT EXISTS documents_status ON documents(status);
+CREATE TABLE IF NOT EXISTS chunks (
+  id        INTEGER PRIMARY KEY AUTOINCREMENT,
+  doc_key   TEXT NOT NULL,
+  ordinal   INTEGER NOT NULL,
+  text      TEXT NOT NULL,
+  text_hash TEXT NOT NULL,
+  metadata  TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(metadata))
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_key, ordinal);
+CREATE TABLE IF NOT EXISTS embeddings (
+  model     TEXT NOT NULL,
+  text_hash TEXT NOT NULL,
+  vector    BLOB NOT NULL,
+  PRIMARY KEY (model, text_hash)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cursors (
+  name  TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS change_log (
+  seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+  doc_key TEXT NOT NULL,
+  op      TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
+  at      INTEGER NOT NULL
+);
+"#;
+
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(())
+}
+
+/// Opens the store read-write, switches it to WAL and brings the schema up to date.
+///
+/// `synchronous = FULL`: every commit fsyncs the WAL. The text index records the change-log
+/// sequence it reflects and fsyncs its own commit; with `NORMAL` a power loss could roll back
+/// store commits that the text index already reflects, leaving it ahead of the store (and
+/// AUTOINCREMENT would then reuse those sequence numbers). FULL keeps "the store is always
+/// at least as new as any index" true; commits are batched, so the extra fsync is cheap.
+pub fn open_rw(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .context(|| format!("cannot open the store {}", path.display()))?;
+    configure(&conn)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error(format!(
+            "store {}: cannot switch to WAL mode (got {mode})",
+            path.display()
+        )));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -16000;",
+    )?;
+    migrate(&conn).context(|| format!("store {}", path.display()))?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection (readers beside the writer, or a `readOnly` engine).
+pub fn open_ro(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .context(|| format!("cannot open the store {} read-only", path.display()))?;
+    configure(&conn)?;
+    conn.execute_batch("PRAGMA query_only = ON;")?;
+    Ok(conn)
+}
+
+/// Checks that a store opened read-only has a schema this build understands.
+pub fn check_schema(conn: &Connection) -> Result<()> {
+    let v = schema_version(conn)?;
+    match v {
+        Some(v) if v == SCHEMA_VERSION => Ok(()),
+        Some(v) => Err(Error(format!(
+            "store schema version {v} differs from this build's {SCHEMA_VERSION}; open it read-write once with this livedex to migrate it"
+        ))),
+        None => Err(Error::msg("store has no livedex schema (not a livedex data dir, or never opened read-write)")),
+    }
+}
+
+fn schema_version(conn: &Connection) -> Result<Option<i64>> {
+    let has_meta: bool = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |_| Ok(true),
+        )
+        .optional()?
+        .unwrap_or(false);
+    if !has_meta {
+        return Ok(None);
+    }
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match v {
+        None => Ok(None),
+        Some(s) => s
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| Error(format!("unreadable schema_version {s:?} in table meta"))),
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    match schema_version(conn)? {
+        None => {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA_V1} INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+            ))?;
+            Ok(())
+        }
+        Some(v) if v == SCHEMA_VERSION => Ok(()),
+        Some(v) if v > SCHEMA_VERSION => Err(Error(format!(
+            "schema version {v} was written by a newer livedex (this build knows up to {SCHEMA_VERSION})"
+        ))),
+        Some(v) => Err(Error(format!("no migration from schema version {v} to {SCHEMA_VERSION}"))),
+    }
+}
+
+// ───────────────────────────── writes ─────────────────────────────
+
+pub struct ChunkIn {
+    pub ordinal: i64,
+    pub text: String,
+    pub text_hash: String,
+    pub metadata: String,
+    pub embedding: Option<Vec<f32>>,
+}
+
+pub enum Op {
+    Upsert {
+        key: String,
+        version: String,
+        content_hash: String,
+        metadata: String,
+        chunks: Vec<ChunkIn>,
+    },
+    Delete {
+        key: String,
+    },
+    Mark {
+        key: String,
+        version: String,
+        /// `pending` or `failed`.
+        status: String,
+        error: Option<String>,
+        metadata: String,
+    },
+}
+
+pub struct CommittedDoc {
+    pub key: String,
+    pub removed: Vec<i64>,
+    pub added: Vec<i64>,
+    pub current: Vec<i64>,
+}
+
+pub struct CommitOut {
+    pub seq: i64,
+    pub wrote_log: bool,
+    pub documents: Vec<CommittedDoc>,
+}
+
+pub fn vector_to_blob(v: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * 4);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+pub fn blob_to_vector(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Last change-log sequence ever written (0 for a new store). Survives pruning of the log.
+pub fn last_seq(conn: &Connection) -> Result<i64> {
+    let v: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'change_log'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.unwrap_or(0))
+}
+
+/// Applies a batch of operations in ONE transaction; on any error nothing is written.
+pub fn commit(conn: &mut Connection, model: &str, ops: Vec<Op>) -> Result<CommitOut> {
+    let now = now_secs();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut documents = Vec::with_capacity(ops.len());
+    let mut wrote_log = false;
+    {
+        // 1. The embeddings the batch brings go into the cache first, so that any chunk of
+        //    the batch may rely on one provided elsewhere in it.
+        let mut put_emb = tx.prepare_cached(
+            "INSERT INTO embeddings(model, text_hash, vector) VALUES (?1, ?2, ?3)
+             ON CONFLICT(model, text_hash) DO UPDATE SET vector = excluded.vector",
+        )?;
+        for op in &ops {
+            if let Op::Upsert { key, chunks, .. } = op {
+                for c in chunks {
+                    if let Some(v) = &c.embedding {
+                        if v.is_empty() {
+                            return Err(Error(format!(
+                                "document {key:?}: chunk {} has an empty embedding",
+                                c.ordinal
+                            )));
+                        }
+                        put_emb.execute(params![model, c.text_hash, vector_to_blob(v)])?;
+                    }
+                }
+            }
+        }
+
+        let mut has_emb =
+            tx.prepare_cached("SELECT 1 FROM embeddings WHERE model = ?1 AND text_hash = ?2")?;
+        let mut old_chunks = tx.prepare_cached(
+            "SELECT id, text_hash FROM chunks WHERE doc_key = ?1 ORDER BY ordinal, id",
+        )?;
+        let mut keep_chunk =
+            tx.prepare_cached("UPDATE chunks SET ordinal = ?2, metadata = json(?3) WHERE id = ?1")?;
+        let mut add_chunk = tx.prepare_cached(
+            "INSERT INTO chunks(doc_key, ordinal, text, text_hash, metadata) VALUES (?1, ?2, ?3, ?4, json(?5))",
+        )?;
+        let mut del_chunk = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
+        let mut log =
+            tx.prepare_cached("INSERT INTO change_log(doc_key, op, at) VALUES (?1, ?2, ?3)")?;
+        let mut doc_exists = tx.prepare_cached("SELECT 1 FROM documents WHERE key = ?1")?;
+
+        for op in ops {
+            match op {
+                Op::Upsert {
+                    key,
+                    version,
+                    content_hash,
+                    metadata,
+                    chunks,
+                } => {
+                    for c in &chunks {
+                        if c.embedding.is_none() && !has_emb.exists(params![model, c.text_hash])? {
+                            return Err(Error(format!(
+                                "document {key:?}: chunk {} has no embedding and none is cached for model {model:?} (text hash {}); nothing was committed",
+                                c.ordinal, c.text_hash
+                            )));
+                        }
+                    }
+                    // Multiset match by text hash: an old chunk whose text reappears keeps its id.
+                    let mut by_hash: HashMap<String, VecDeque<i64>> = HashMap::new();
+                    let mut old_order: Vec<i64> = Vec::new();
+                    {
+                        let rows = old_chunks.query_map(params![key], |r| {
+                            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                        })?;
+                        for row in rows {
+                            let (id, h) = row?;
+                            old_order.push(id);
+                            by_hash.entry(h).or_default().push_back(id);
+                        }
+                    }
+                    let mut sorted: Vec<ChunkIn> = chunks;
+                    sorted.sort_by_key(|c| c.ordinal);
+                    let mut added = Vec::new();
+                    let mut current = Vec::with_capacity(sorted.len());
+                    let mut kept = std::collections::HashSet::new();
+                    for c in &sorted {
+                        let reuse = by_hash.get_mut(&c.text_hash).and_then(|q| q.pop_front());
+                        let id = match reuse {
+                            Some(id) => {
+                                keep_chunk
+                                    .execute(params![id, c.ordinal, c.metadata])
+                                    .context(|| format!("document {key:?}: chunk {}", c.ordinal))?;
+                                kept.insert(id);
+                                id
+                            }
+                            None => {
+                                add_chunk
+                                    .execute(params![
+                                        key,
+                                        c.ordinal,
+                                        c.text,
+                                        c.text_hash,
+                                        c.metadata
+                                    ])
+                                    .context(|| format!("document {key:?}: chunk {}", c.ordinal))?;
+                                let id = tx.last_insert_rowid();
+                                added.push(id);
+                                id
+                            }
+                        };
+                        current.push(id);
+                    }
+                    let mut removed = Vec::new();
+                    for id in old_order {
+                        if !kept.contains(&id) {
+                            del_chunk.execute(params![id])?;
+                            removed.push(id);
+                        }
+                    }
+                    tx.execute(
+                        "INSERT INTO documents(key, version, content_hash, status, error, metadata, chunk_count, seen_at, indexed_at)
+                         VALUES (?1, ?2, ?3, 'indexed', NULL, json(?4), ?5, ?6, ?6)
+                         ON CONFLICT(key) DO UPDATE SET version = excluded.version, content_hash = excluded.content_hash,
+                           status = 'indexed', error = NULL, metadata = excluded.metadata, chunk_count = excluded.chunk_count,
+                           seen_at = excluded.seen_at, indexed_at = excluded.indexed_at",
+                        params![key, version, content_hash, metadata, current.len() as i64, now],
+                    )
+                    .context(|| format!("document {key:?}"))?;
+                    log.execute(params![key, "upsert", now])?;
+                    wrote_log = true;
+                    documents.push(CommittedDoc {
+                        key,
+                        removed,
+                        added,
+                        current,
+                    });
+                }
+                Op::Delete { key } => {
+                    let removed: Vec<i64> = {
+                        let rows = old_chunks.query_map(params![key], |r| r.get::<_, i64>(0))?;
+                        rows.collect::<std::result::Result<_, _>>()?
+                    };
+                    let existed = doc_exists.exists(params![key])?;
+                    for id in &removed {
+                        del_chunk.execute(params![id])?;
+                    }
+                    tx.execute("DELETE FROM documents WHERE key = ?1", params![key])?;
+                    if existed || !removed.is_empty() {
+                        log.execute(params![key, "delete", now])?;
+                        wrote_log = true;
+                    }
+                    documents.push(CommittedDoc {
+                        key,
+                        removed,
+                        added: vec![],
+                        current: vec![],
+                    });
+                }
+                Op::Mark {
+                    key,
+                    version,
+                    status,
+                    error,
+                    metadata,
+                } => {
+                    if status != "pending" && status != "failed" {
+                        return Err(Error(format!(
+                            "document {key:?}: mark status must be 'pending' or 'failed', got {status:?}"
+                        )));
+                    }
+                    // A new document gets a row either way; `pending` keeps an existing row's
+                    // version (so an interrupted re-index is re-sent), `failed` records it.
+                    tx.execute(
+                        "INSERT INTO documents(key, version, content_hash, status, error, metadata, chunk_count, seen_at, indexed_at)
+                         VALUES (?1, CASE WHEN ?2 = 'pending' THEN '' ELSE ?3 END, NULL, ?2, ?4, json(?5), 0, ?6, NULL)
+                         ON CONFLICT(key) DO UPDATE SET
+                           version = CASE WHEN excluded.status = 'pending' THEN documents.version ELSE ?3 END,
+                           status = excluded.status, error = excluded.error, metadata = excluded.metadata,
+                           seen_at = excluded.seen_at",
+                        params![key, status, version, error, metadata, now],
+                    )
+                    .context(|| format!("document {key:?}"))?;
+                    let current: Vec<i64> = {
+                        let rows = old_chunks.query_map(params![key], |r| r.get::<_, i64>(0))?;
+                        rows.collect::<std::result::Result<_, _>>()?
+                    };
+                    documents.push(CommittedDoc {
+                        key,
+                        removed: vec![],
+                        added: vec![],
+                        current,
+                    });
+                }
+            }
+        }
+    }
+    let seq = last_seq(&tx)?;
+    tx.commit()?;
+    Ok(CommitOut {
+        seq,
+        wrote_log,
+        documents,
+    })
+}
+
+pub fn set_cursor(conn: &Connection, name: &str, value: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO cursors(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        params![name, value],
+    )?;
+    Ok(())
+}
+
+// ───────────────────────────── reads ─────────────────────────────
+
+/// Distinct document keys changed after `seq`, and the highest sequence among them.
+pub fn changes_after(conn: &Connection, seq: i64) -> Result<(Vec<String>, i64)> {
+    let mut st = conn.prepare_cached(
+        "SELECT doc_key, MAX(seq) FROM change_log WHERE seq > ?1 GROUP BY doc_key",
+    )?;
+    let mut keys = Vec::new();
+    let mut max = seq;
+    let rows = st.query_map(params![seq], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (k, s) = row?;
+        max = max.max(s);
+        keys.push(k);
+    }
+    Ok((keys, max))
+}
+
+/// (id, text) of a document's current chunks.
+pub fn doc_chunk_texts(
+    conn: &Connection,
+    key: &str,
+    mut f: impl FnMut(i64, &str) -> Result<()>,
+) -> Result<()> {
+    let mut st = conn.prepare_cached("SELECT id, text FROM chunks WHERE doc_key = ?1")?;
+    let mut rows = st.query(params![key])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let text = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+        f(id, text)?;
+    }
+    Ok(())
+}
+
+/// Every chunk's (id, doc_key, text), by ascending id.
+pub fn all_chunk_texts(
+    conn: &Connection,
+    mut f: impl FnMut(i64, &str, &str) -> Result<()>,
+) -> Result<()> {
+    let mut st = conn.prepare("SELECT id, doc_key, text FROM chunks ORDER BY id")?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let key = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+        let text = r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+        f(id, key, text)?;
+    }
+    Ok(())
+}
+
+pub fn lookup_embeddings(
+    conn: &Connection,
+    model: &str,
+    hashes: &[String],
+) -> Result<Vec<Option<Vec<f32>>>> {
+    let mut st =
+        conn.prepare_cached("SELECT vector FROM embeddings WHERE model = ?1 AND text_hash = ?2")?;
+    let mut out = Vec::with_capacity(hashes.len());
+    for h in hashes {
+        let v: Option<Vec<u8>> = st.query_row(params![model, h], |r| r.get(0)).optional()?;
+        out.push(v.map(|b| blob_to_vector(&b)));
+    }
+    Ok(out)
+}
+
+pub fn chunk_embeddings(
+    conn: &Connection,
+    model: &str,
+    ids: &[i64],
+) -> Result<Vec<Option<Vec<f32>>>> {
+    let mut st = conn.prepare_cached(
+        "SELECT e.vector FROM chunks c JOIN embeddings e ON e.model = ?1 AND e.text_hash = c.text_hash WHERE c.id = ?2",
+    )?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let v: Option<Vec<u8>> = st.query_row(params![model, id], |r| r.get(0)).optional()?;
+        out.push(v.map(|b| blob_to_vector(&b)));
+    }
+    Ok(out)
+}
+
+pub struct ChunkRow {
+    pub id: i64,
+    pub doc_key: String,
+    pub ordinal: i64,
+    pub text: Option<String>,
+    pub text_hash: String,
+    pub metadata: String,
+}
+
+pub fn get_chunks(conn: &Connection, ids: &[i64]) -> Result<Vec<ChunkRow>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, doc_key, ordinal, text, text_hash, metadata FROM chunks WHERE id = ?1",
+    )?;
+    let mut out = Vec::with_capacity(ids.len());
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    for &id in ids {
+        if !seen.insert(id) {
+            continue;
+        }
+        let row = st
+            .query_row(params![id], |r| {
+                Ok(ChunkRow {
+                    id: r.get(0)?,
+                    doc_key: r.get(1)?,
+                    ordinal: r.get(2)?,
+                    text: Some(r.get(3)?),
+                    text_hash: r.get(4)?,
+                    metadata: r.get(5)?,
+                })
+            })
+            .optional()?;
+        if let Some(row) = row {
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+pub fn list_chunks(conn: &Connection, after_id: i64, limit: i64) -> Result<Vec<ChunkRow>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, doc_key, ordinal, text_hash, metadata FROM chunks WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![after_id, limit], |r| {
+        Ok(ChunkRow {
+            id: r.get(0)?,
+            doc_key: r.get(1)?,
+            ordinal: r.get(2)?,
+            text: None,
+            text_hash: r.get(3)?,
+            metadata: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+pub struct DocumentRow {
+    pub key: String,
+    pub version: String,
+    pub content_hash: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    pub metadata: String,
+    pub chunk_count: i64,
+    pub seen_at: Option<i64>,
+    pub indexed_at: Option<i64>,
+}
+
+const DOC_COLS: &str =
+    "key, version, content_hash, status, error, metadata, chunk_count, seen_at, indexed_at";
+
+fn doc_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DocumentRow> {
+    Ok(DocumentRow {
+        key: r.get(0)?,
+        version: r.get(1)?,
+        content_hash: r.get(2)?,
+        status: r.get(3)?,
+        error: r.get(4)?,
+        metadata: r.get(5)?,
+        chunk_count: r.get(6)?,
+        seen_at: r.get(7)?,
+        indexed_at: r.get(8)?,
+    })
+}
+
+pub fn get_document(conn: &Connection, key: &str) -> Result<Option<DocumentRow>> {
+    let mut st =
+        conn.prepare_cached(&format!("SELECT {DOC_COLS} FROM documents WHERE key = ?1"))?;
+    Ok(st.query_row(params![key], doc_row).optional()?)
+}
+
+pub fn list_documents(conn: &Connection) -> Result<Vec<DocumentRow>> {
+    let mut st = conn.prepare_cached(&format!("SELECT {DOC_COLS} FROM documents ORDER BY key"))?;
+    let rows = st.query_map([], doc_row)?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+pub fn get_cursor(conn: &Connection, name: &str) -> Result<Option<String>> {
+    let mut st = conn.prepare_cached("SELECT value FROM cursors WHERE name = ?1")?;
+    Ok(st.query_row(params![name], |r| r.get(0)).optional()?)
+}
+
+pub struct Stats {
+    pub documents: i64,
+    pub pending: i64,
+    pub indexed: i64,
+    pub failed: i64,
+    pub chunks: i64,
+    pub last_seq: i64,
+    pub last_modified: Option<f64>,
+    pub last_indexed: Option<i64>,
+}
+
+pub fn stats(conn: &Connection) -> Result<Stats> {
+    // One read transaction so the numbers agree with each other.
+    conn.execute_batch("BEGIN")?;
+    let res = (|| -> Result<Stats> {
+        let (documents, pending, indexed, failed) = conn.query_row(
+            "SELECT COUNT(*),
+                    COALESCE(SUM(status = 'pending'), 0),
+                    COALESCE(SUM(status = 'indexed'), 0),
+                    COALESCE(SUM(status = 'failed'), 0)
+             FROM documents",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        let chunks: i64 = conn.query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0))?;
+        let last_modified: Option<f64> = conn.query_row(
+            "SELECT MAX(json_extract(metadata, '$.modified_at')) FROM documents
+             WHERE status = 'indexed' AND json_type(metadata, '$.modified_at') IN ('integer', 'real')",
+            [],
+            |r| r.get(0),
+        )?;
+        let last_indexed: Option<i64> =
+            conn.query_row("SELECT MAX(indexed_at) FROM documents", [], |r| r.get(0))?;
+        Ok(Stats {
+            documents,
+            pending,
+            indexed,
+            failed,
+            chunks,
+            last_seq: last_seq(conn)?,
+            last_modified,
+            last_indexed,
+        })
+    })();
+    let _ = conn.execute_batch("COMMIT");
+    res
+}
