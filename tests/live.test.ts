@@ -62,6 +62,7 @@ describe('a live index over a folder', () => {
     assert.equal(html[0]!.metadata.path, join(folder.path, 'sub', 'page.html'));
     const script = await retrieve(server.url, { query: 'scriptword', k: 5, mode: 'bm25' });
     assert.deepEqual(script, [], 'script text is not indexed');
+    assert.deepEqual(await retrieve(server.url, { query: '  ', k: 5 }), [], 'an empty query matches nothing');
   });
 
   it('reports statistics and lists documents with their status', async () => {

@@ -214,8 +214,13 @@ describe('/v1/retrieve', () => {
     assertError(await get('/v1/retrieve'), 400, 'invalid_request', 'query');
     assertError(await post('/v1/retrieve', { k: 2 }), 400, 'invalid_request', 'query');
     assertError(await post('/v1/retrieve', { query: 5 }), 400, 'invalid_request', 'query');
-    assertError(await post('/v1/retrieve', { query: '' }), 400, 'invalid_request', 'query');
     assert.equal(ctx.stub.calls.retrieve.length, 0);
+  });
+
+  it('passes an empty query through (Pathway accepts it; the index answers it with no hits)', async () => {
+    const res = await post('/v1/retrieve', { query: '' });
+    assert.equal(res.status, 200);
+    assert.equal(ctx.stub.calls.retrieve.at(-1)?.query, '');
   });
 
   it('rejects k below 1, fractional, non-numeric or above the maximum naming k', async () => {
