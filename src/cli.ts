@@ -25,14 +25,26 @@ const intArg = (name: string, min: number) => (value: string) => {
   return n;
 };
 
-function configFor(opts: CommonOptions & { host?: string; port?: number }, folder?: string): LivedexConfig {
+interface FolderOptions {
+  include?: string[];
+  exclude?: string[];
+}
+
+function configFor(opts: CommonOptions & FolderOptions & { host?: string; port?: number }, folder?: string): LivedexConfig {
+  const fs = { path: folder, ...(opts.include ? { include: opts.include } : {}), ...(opts.exclude ? { exclude: opts.exclude } : {}) };
   return parseConfig({
     data_dir: opts.dataDir,
     ...(opts.host ? { host: opts.host } : {}),
     ...(opts.port !== undefined ? { port: opts.port } : {}),
-    sources: folder ? [{ fs: { path: folder } }] : [],
+    sources: folder ? [{ fs }] : [],
   }, 'command line');
 }
+
+/** Options of the commands that read a folder. */
+const folderOptions = (cmd: Command) =>
+  cmd
+    .option('--include <glob...>', 'only files matching these globs (a glob without / matches the file name anywhere)')
+    .option('--exclude <glob...>', 'skip files matching these globs');
 
 function checkFolder(folder: string): void {
   if (!existsSync(folder)) throw new LivedexError('config_error', `folder "${folder}" does not exist`);
@@ -146,14 +158,14 @@ export function buildCli(): Command {
       .option('--data-dir <dir>', 'where the index lives', './.livedex')
       .addOption(new Option('--log-level <level>', 'log verbosity').choices(['debug', 'info', 'warn', 'error', 'silent']).default('info'));
 
-  common(
+  common(folderOptions(
     program
       .command('serve')
       .description('index a folder and keep the index live, serving it over HTTP')
       .argument('<folder>', 'the folder to index and watch')
       .option('--host <host>', 'address to bind', '127.0.0.1')
       .option('--port <port>', 'port to listen on (0 picks a free one)', intArg('--port', 0), 8000),
-  ).action(async (folder: string, opts: CommonOptions & { host: string; port: number }) => {
+  )).action(async (folder: string, opts: CommonOptions & FolderOptions & { host: string; port: number }) => {
     checkFolder(folder);
     const running = await serve(configFor(opts, folder), { logger: createLogger({ level: opts.logLevel }) });
     console.log(`livedex serving ${folder} at ${running.url}`);
@@ -164,9 +176,9 @@ export function buildCli(): Command {
     }, () => {});
   });
 
-  common(
+  common(folderOptions(
     program.command('index').description('index a folder once and exit when it is done').argument('<folder>', 'the folder to index'),
-  ).action(async (folder: string, opts: CommonOptions) => {
+  )).action(async (folder: string, opts: CommonOptions & FolderOptions) => {
     checkFolder(folder);
     const started = Date.now();
     const level: LogLevel = process.stderr.isTTY && opts.logLevel === 'info' ? 'warn' : opts.logLevel;

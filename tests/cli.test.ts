@@ -1,6 +1,7 @@
 /** The `livedex` command line, run as a real child process. */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -32,6 +33,17 @@ describe('the livedex command', () => {
     assert.ok(existsSync(join(data.path, 'store.sqlite')));
   });
 
+  it('`index --include/--exclude` choose the files', async () => {
+    const only = await tempDir();
+    try {
+      const res = await finish(runCli(['index', folder.path, '--data-dir', only.path, '--include', '*.md', '*.txt', '--exclude', 'faq.*']));
+      assert.equal(res.code, 0, res.err);
+      assert.match(res.out, /: 2 documents, 0 failed/);
+    } finally {
+      await only.cleanup();
+    }
+  });
+
   it('`query` answers from the data dir when no server runs', async () => {
     const res = await finish(runCli(['query', 'what happens when a file is deleted', '-k', '2', '--data-dir', data.path, '--json']));
     assert.equal(res.code, 0, res.err);
@@ -60,12 +72,29 @@ describe('the livedex command', () => {
     assert.equal(res.code, 0, res.err);
     assert.match(res.out, /architecture\.md/);
     await waitFor(async () => (await fetch(new URL('/readyz', url))).status === 200, 10_000);
+    const second = await finish(runCli(['serve', folder.path, '--data-dir', data.path, '--port', '0']));
+    assert.equal(second.code, 1);
+    assert.match(second.err, /in use by another livedex process \(pid \d+\).*`livedex query` and `livedex status` work beside it/);
     const status = await finish(runCli(['status', '--data-dir', data.path]));
     assert.equal(status.code, 0, status.err);
     assert.match(status.out, new RegExp(`${url.replace(/[/.]/g, '\\$&')}[\\s\\S]*ready: true[\\s\\S]*4 indexed`));
     server.proc.kill('SIGTERM');
     assert.equal(await server.exited, 0);
     assert.ok(!existsSync(join(data.path, 'server.json')), 'the server file is removed on shutdown');
+  });
+
+  it('`index` shows a progress bar on a terminal', { skip: !existsSync('/usr/bin/script') && 'needs util-linux script for a pseudo-terminal' }, async () => {
+    const tty = await tempDir();
+    try {
+      const command = [process.execPath, '--import', 'tsx', join(ROOT, 'src/cli.ts'), 'index', folder.path, '--data-dir', tty.path]
+        .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
+        .join(' ');
+      const out = execFileSync('script', ['-qec', command, '/dev/null'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+      assert.match(out, /indexing \|[█░]+\| \d+\/\d+ documents · \d+ chunks/);
+      assert.match(out, /indexed .* 4 documents/);
+    } finally {
+      await tty.cleanup();
+    }
   });
 
   it('rejects a missing folder and bad arguments with a clear message', async () => {

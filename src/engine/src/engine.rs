@@ -71,7 +71,7 @@ fn acquire_dir_lock(dir: &Path) -> Result<File> {
                 format!(" (pid {holder})")
             };
             return Err(Error(format!(
-                "data dir {} is in use by another livedex process{who}: only one writer may open it; use readOnly to query beside it",
+                "data dir {} is in use by another livedex process{who}: only one writer may open it (stop that server, or point --data-dir elsewhere; `livedex query` and `livedex status` work beside it)",
                 dir.display()
             )));
         }
