@@ -71,10 +71,10 @@ describe('hashing embedder', () => {
   });
 
   it('names its vectors by algorithm version and dimensions', () => {
-    assert.equal(embedder.modelKey, 'hashing:v1:384');
+    assert.equal(embedder.modelKey, 'hashing:v2:384');
     assert.equal(embedder.dimensions, 384);
     const small = new HashingEmbedder({ dimensions: 128 });
-    assert.equal(small.modelKey, 'hashing:v1:128');
+    assert.equal(small.modelKey, 'hashing:v2:128');
     assert.equal(small.embedText('hello').length, 128);
   });
 
@@ -112,8 +112,8 @@ describe('hashing embedder plugin', () => {
     const logger = createLogger({ level: 'debug', write: (line) => lines.push(line) });
     const a = await registry.create('embedder', 'hashing', {}, { logger, dataDir: '/tmp/unused' });
     const b = await registry.create('embedder', 'hashing', { dimensions: 64 }, { logger, dataDir: '/tmp/unused' });
-    assert.equal(a.modelKey, 'hashing:v1:384');
-    assert.equal(b.modelKey, 'hashing:v1:64');
+    assert.equal(a.modelKey, 'hashing:v2:384');
+    assert.equal(b.modelKey, 'hashing:v2:64');
     assert.equal(lines.length, 1);
     const entry = JSON.parse(lines[0]!) as { level: string; msg: string };
     assert.equal(entry.level, 'info');
@@ -129,5 +129,17 @@ describe('hashing embedder plugin', () => {
     await assert.rejects(registry.create('embedder', 'hashing', { dimensions: 3 }, ctx), /embedder\.hashing\.dimensions/);
     await assert.rejects(registry.create('embedder', 'hashing', { dimensions: 100.5 }, ctx), /embedder\.hashing\.dimensions/);
     await assert.rejects(registry.create('embedder', 'hashing', { dims: 100 }, ctx), /embedder\.hashing/);
+  });
+});
+
+describe('hashing embedder stop words', () => {
+  it('ignores English stop words, so the words that matter decide similarity', async () => {
+    const { HashingEmbedder } = await import('../src/models/hashing.js');
+    const e = new HashingEmbedder();
+    const dot = (a: Float32Array, b: Float32Array) => a.reduce((s, x, i) => s + x * b[i]!, 0);
+    // Same content words, different function words: identical vectors.
+    assert.ok(Math.abs(dot(e.embedText('the effect of aspirin on the heart'), e.embedText('effect aspirin heart')) - 1) < 1e-6);
+    // Sharing only stop words is no similarity at all.
+    assert.ok(Math.abs(dot(e.embedText('the cat is on the mat'), e.embedText('the dog is in the house'))) < 0.35);
   });
 });
