@@ -17,6 +17,9 @@ const VERSION = '0.1.0';
 interface CommonOptions {
   dataDir: string;
   logLevel: LogLevel;
+  embedder?: string;
+  embeddingModel?: string;
+  embeddingDimensions?: number;
 }
 
 const intArg = (name: string, min: number) => (value: string) => {
@@ -32,8 +35,13 @@ interface FolderOptions {
 
 function configFor(opts: CommonOptions & FolderOptions & { host?: string; port?: number }, folder?: string): LivedexConfig {
   const fs = { path: folder, ...(opts.include ? { include: opts.include } : {}), ...(opts.exclude ? { exclude: opts.exclude } : {}) };
+  const embedderOptions = {
+    ...(opts.embeddingModel ? { model: opts.embeddingModel } : {}),
+    ...(opts.embeddingDimensions ? { dimensions: opts.embeddingDimensions } : {}),
+  };
   return parseConfig({
     data_dir: opts.dataDir,
+    ...(opts.embedder || Object.keys(embedderOptions).length > 0 ? { embedder: { [opts.embedder ?? 'hashing']: embedderOptions } } : {}),
     ...(opts.host ? { host: opts.host } : {}),
     ...(opts.port !== undefined ? { port: opts.port } : {}),
     sources: folder ? [{ fs }] : [],
@@ -117,7 +125,8 @@ function printHits(hits: Hit[]): void {
 
 function printStatus(s: IndexStatus, where: string): void {
   const d = s.documents;
-  console.log(`${where}\n  ready: ${s.ready}\n  documents: ${d.total} (${d.indexed} indexed, ${d.pending} pending, ${d.failed} failed)\n  chunks: ${s.chunks}\n  queue: ${s.queue.depth} waiting, ${s.queue.inFlight} in flight\n  change-log sequence: ${s.lastSeq}`);
+  const building = s.model.building ? ` (switching to ${s.model.building.model}: ${s.model.building.done}/${s.model.building.total} chunks)` : '';
+  console.log(`${where}\n  ready: ${s.ready}\n  model: ${s.model.active}${building}\n  documents: ${d.total} (${d.indexed} indexed, ${d.pending} pending, ${d.failed} failed)\n  chunks: ${s.chunks}\n  queue: ${s.queue.depth} waiting, ${s.queue.inFlight} in flight\n  change-log sequence: ${s.lastSeq}`);
 }
 
 /** Shows sync progress: a bar on a TTY, a line every few seconds otherwise. */
@@ -156,7 +165,10 @@ export function buildCli(): Command {
   const common = (cmd: Command) =>
     cmd
       .option('--data-dir <dir>', 'where the index lives', './.livedex')
-      .addOption(new Option('--log-level <level>', 'log verbosity').choices(['debug', 'info', 'warn', 'error', 'silent']).default('info'));
+      .addOption(new Option('--log-level <level>', 'log verbosity').choices(['debug', 'info', 'warn', 'error', 'silent']).default('info'))
+      .option('--embedder <name>', 'embedding model plugin: hashing (offline default) or openai (OPENAI_BASE_URL, OPENAI_API_KEY)')
+      .option('--embedding-model <model>', 'the model name for the embedder (e.g. text-embedding-3-small)')
+      .option('--embedding-dimensions <n>', 'vector length, where the model lets you choose', intArg('--embedding-dimensions', 1));
 
   common(folderOptions(
     program
@@ -187,6 +199,7 @@ export function buildCli(): Command {
     const stopProgress = trackProgress(index);
     try {
       await index.start();
+      await index.modelSwitched();
     } finally {
       stopProgress();
     }

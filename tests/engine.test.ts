@@ -334,6 +334,18 @@ describe('engine: commits and the chunk diff', () => {
     });
   });
 
+  it('stores embeddings computed outside a commit (putEmbeddings) in the cache', async () => {
+    await withEngine(async (engine) => {
+      const v = new Float32Array([0.6, 0.8, 0]);
+      await engine.putEmbeddings('other-model:v1', [{ textHash: 'h1', embedding: v }]);
+      const [hit, miss] = await engine.lookupEmbeddings('other-model:v1', ['h1', 'h2']);
+      assert.deepEqual([...hit!], [...v]);
+      assert.equal(miss, null);
+      assert.deepEqual(await engine.lookupEmbeddings('another-model', ['h1']), [null]);
+      await assert.rejects(engine.putEmbeddings('m', [{ textHash: 'h3', embedding: new Float32Array(0) }]), /empty embedding/);
+    });
+  });
+
   it('reads chunks by id in any order and pages through them', async () => {
     await withEngine(async (engine) => {
       const res = await engine.commit(MODEL, [

@@ -1,5 +1,5 @@
 /** @module core/live-index — the live index: engine + vectors + catalog + pipeline + sources, behind `LiveIndexApi`. */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { openEngine } from '../engine/index.js';
 import type { DocumentRow, Engine } from '../engine/types.js';
@@ -48,13 +48,29 @@ export interface SyncProgress {
 
 const INDEXING_STATUS = { indexed: 'INDEXED', pending: 'INGESTED', failed: 'FAILED' } as const;
 
+/** Where the store records the embedder whose vectors serve queries, so a model change is seen. */
+const ACTIVE_MODEL_CURSOR = 'livedex:embedder';
+
+/** An embedder as configured: enough to build it again after a restart. */
+interface ModelRef {
+  name: string;
+  options: Record<string, unknown>;
+  modelKey: string;
+}
+
+/** A vector index being built for a new model while the current one serves. */
+interface ModelBuild {
+  embedder: Embedder;
+  ref: ModelRef;
+  done: number;
+  total: number;
+}
+
 /** A file-system-safe directory name for a model key. */
 const safeName = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, '_');
 
 export class LiveIndex implements LiveIndexApi {
   readonly engine: Engine;
-  readonly embedder: Embedder;
-  readonly vectors: VectorIndex;
   readonly catalog: Catalog;
   readonly pipeline: Pipeline;
   readonly config: LivedexConfig;
@@ -68,6 +84,12 @@ export class LiveIndex implements LiveIndexApi {
   #snapshotTimer: NodeJS.Timeout | null = null;
   #seen = 0;
   #closed = false;
+  #embedder: Embedder;
+  #vectors: VectorIndex;
+  /** Set at open when the configured model differs from the one serving: built by `start()`. */
+  #nextModel: { embedder: Embedder; ref: ModelRef } | null = null;
+  #building: ModelBuild | null = null;
+  #modelSwitch: Promise<void> = Promise.resolve();
 
   private constructor(
     opts: LiveIndexOptions,
@@ -76,8 +98,8 @@ export class LiveIndex implements LiveIndexApi {
     this.#opts = opts;
     this.config = opts.config;
     this.engine = parts.engine;
-    this.embedder = parts.embedder;
-    this.vectors = parts.vectors;
+    this.#embedder = parts.embedder;
+    this.#vectors = parts.vectors;
     this.catalog = parts.catalog;
     this.pipeline = new Pipeline({
       engine: parts.engine,
@@ -101,13 +123,23 @@ export class LiveIndex implements LiveIndexApi {
     const ctx: PluginContext = { logger, dataDir };
     const engine = await openEngine(dataDir, { readOnly: opts.readOnly ?? false });
     try {
-      const embedder = await registry.create('embedder', config.embedder.name, config.embedder.options, ctx, `embedder.${config.embedder.name}`);
-      const vectors = await registry.create('vectorIndex', config.vector_index.name, config.vector_index.options, {
-        ...ctx,
-        dimensions: embedder.dimensions,
-        modelKey: embedder.modelKey,
-        dir: join(dataDir, 'vectors', safeName(embedder.modelKey)),
-      }, `vector_index.${config.vector_index.name}`);
+      const configured = await registry.create('embedder', config.embedder.name, config.embedder.options, ctx, `embedder.${config.embedder.name}`);
+      const configuredRef: ModelRef = { name: config.embedder.name, options: config.embedder.options, modelKey: configured.modelKey };
+      // A changed model is built in the background while the previous one keeps serving.
+      const active = parseModelRef(await engine.getCursor(ACTIVE_MODEL_CURSOR));
+      let embedder = configured;
+      let nextModel: { embedder: Embedder; ref: ModelRef } | null = null;
+      if (active && active.modelKey !== configured.modelKey) {
+        const previous = await registry.create('embedder', active.name, active.options, ctx, `embedder.${active.name}`).catch((err: unknown) => {
+          logger.warn('the previous embedding model cannot be loaded: switching at once', { model: active.modelKey, error: String(err) });
+          return null;
+        });
+        if (previous?.modelKey === active.modelKey) {
+          embedder = previous;
+          nextModel = { embedder: configured, ref: configuredRef };
+        }
+      }
+      const vectors = await openVectorIndex(registry, config, ctx, embedder);
       const catalog = await Catalog.load(engine);
 
       const parsers = new Map<string, Parser>();
@@ -122,7 +154,16 @@ export class LiveIndex implements LiveIndexApi {
 
       const index = new LiveIndex(opts, { engine, embedder, vectors, catalog, parsers, fallback, splitter });
       index.pipeline.lastSeq = (await engine.stats()).lastSeq;
-      await index.#syncVectors();
+      const synced = await index.#fillVectors(embedder, vectors);
+      if (synced.changed) index.pipeline.vectorsDirty = true;
+      if (!opts.readOnly) {
+        if (nextModel) {
+          index.#nextModel = nextModel;
+          logger.info('embedding model changed: the new vector index builds while the previous model serves', { from: embedder.modelKey, to: configured.modelKey });
+        } else if (active?.modelKey !== configured.modelKey) {
+          await engine.setCursor(ACTIVE_MODEL_CURSOR, JSON.stringify(configuredRef));
+        }
+      }
       return index;
     } catch (err) {
       await engine.close().catch(() => {});
@@ -130,12 +171,33 @@ export class LiveIndex implements LiveIndexApi {
     }
   }
 
+  get embedder(): Embedder {
+    return this.#embedder;
+  }
+
+  get vectors(): VectorIndex {
+    return this.#vectors;
+  }
+
+  /** The model serving queries and, during a model change, the one being built. */
+  get model(): { active: string; building: { model: string; done: number; total: number } | null } {
+    const b = this.#building;
+    return { active: this.#embedder.modelKey, building: b ? { model: b.embedder.modelKey, done: b.done, total: b.total } : null };
+  }
+
+  /** Resolves once a pending model change has switched (at once when there is none). */
+  modelSwitched(): Promise<void> {
+    return this.#modelSwitch;
+  }
+
   /**
-   * Brings the vector index in line with the store: chunk ids are immutable (a new text gets
-   * a new id), so the set difference is the whole replay — stale ids out, missing ids in.
+   * Brings `vectors` in line with the store under `embedder`: chunk ids are immutable (a new
+   * text gets a new id), so the set difference is the whole replay — stale ids out, missing
+   * ids in, from stored embeddings where the store has them, else embedded now (and stored).
    */
-  async #syncVectors(): Promise<void> {
-    const { vectors, catalog, engine, embedder } = this;
+  async #fillVectors(embedder: Embedder, vectors: VectorIndex, onPage?: (added: number) => void): Promise<{ changed: boolean; missing: number }> {
+    const { catalog, engine } = this;
+    const readOnly = this.#opts.readOnly ?? false;
     let removed = 0;
     for (const id of vectors.ids()) {
       if (!catalog.has(id)) {
@@ -144,23 +206,71 @@ export class LiveIndex implements LiveIndexApi {
       }
     }
     const missing = [...catalog.ids()].filter((id) => !vectors.has(id));
-    const reembed: number[] = [];
-    for (let i = 0; i < missing.length; i += 2000) {
-      const page = missing.slice(i, i + 2000);
-      const stored = await engine.chunkEmbeddings(embedder.modelKey, page);
-      page.forEach((id, j) => (stored[j] ? vectors.add(id, stored[j]!) : reembed.push(id)));
-    }
-    // Chunks with no embedding under this model (the model changed): embed their texts now.
-    for (let i = 0; i < reembed.length; i += this.config.pipeline.embed_batch) {
-      const rows = await engine.getChunks(reembed.slice(i, i + this.config.pipeline.embed_batch));
-      const embedded = await embedder.embed(rows.map((r) => r.text));
-      rows.forEach((r, j) => vectors.add(r.id, embedded[j]!));
-      this.pipeline.counters.embedded += rows.length;
+    let embedded = 0;
+    const page = this.config.pipeline.embed_batch;
+    for (let i = 0; i < missing.length; i += page) {
+      if (this.#abort.signal.aborted) break;
+      const ids = missing.slice(i, i + page);
+      const stored = await engine.chunkEmbeddings(embedder.modelKey, ids);
+      const absent = ids.filter((id, j) => (stored[j] ? (vectors.add(id, stored[j]!), false) : true));
+      if (absent.length > 0) {
+        // Chunks with no embedding under this model (the model changed): embed their texts now.
+        const rows = await engine.getChunks(absent);
+        const vecs = await embedder.embed(rows.map((r) => r.text), this.#abort.signal);
+        rows.forEach((r, j) => catalog.has(r.id) && vectors.add(r.id, vecs[j]!));
+        if (!readOnly) await engine.putEmbeddings(embedder.modelKey, rows.map((r, j) => ({ textHash: r.textHash, embedding: vecs[j]! })));
+        embedded += rows.length;
+        this.pipeline.counters.embedded += rows.length;
+      }
+      onPage?.(ids.length);
     }
     if (removed > 0 || missing.length > 0) {
-      this.pipeline.vectorsDirty = true;
-      this.#opts.logger.info('vector index synced with the store', { removed, added: missing.length, reembedded: reembed.length });
+      this.#opts.logger.info('vector index synced with the store', { model: embedder.modelKey, removed, added: missing.length, embedded });
     }
+    return { changed: removed > 0 || missing.length > 0, missing: missing.length };
+  }
+
+  /**
+   * Builds the vector index of the configured model while the previous model serves, then
+   * switches atomically (under the write lock): a query uses one model or the other, never both.
+   * Progress is snapshotted, so a restart resumes where it stopped.
+   */
+  async #switchModel(next: { embedder: Embedder; ref: ModelRef }): Promise<void> {
+    const { config, registry, logger } = this.#opts;
+    const dataDir = resolve(config.data_dir);
+    const vectors = await openVectorIndex(registry, config, { logger, dataDir }, next.embedder);
+    const build: ModelBuild = { embedder: next.embedder, ref: next.ref, done: vectors.size, total: this.catalog.size };
+    this.#building = build;
+    const previousDir = vectorDir(dataDir, this.#embedder.modelKey);
+    for (;;) {
+      build.total = this.catalog.size;
+      build.done = [...this.catalog.ids()].filter((id) => vectors.has(id)).length;
+      const pass = await this.#fillVectors(next.embedder, vectors, (n) => (build.done += n));
+      if (this.#abort.signal.aborted) {
+        await vectors.save(this.pipeline.lastSeq).catch(() => {});
+        return;
+      }
+      if (pass.missing > 64) {
+        await vectors.save(this.pipeline.lastSeq);
+        continue;
+      }
+      // Few left: finish under the write lock, where nothing moves, and swap.
+      const switched = await this.#lock.write(async () => {
+        await this.#fillVectors(next.embedder, vectors);
+        if ([...this.catalog.ids()].some((id) => !vectors.has(id))) return false;
+        await this.engine.setCursor(ACTIVE_MODEL_CURSOR, JSON.stringify(next.ref));
+        this.#embedder = next.embedder;
+        this.#vectors = vectors;
+        this.#queryVectors.clear();
+        this.pipeline.useModel(next.embedder, vectors);
+        await vectors.save(this.pipeline.lastSeq);
+        return true;
+      });
+      if (switched) break;
+    }
+    this.#building = null;
+    await rm(previousDir, { recursive: true, force: true });
+    logger.info('embedding model switched', { model: next.embedder.modelKey, chunks: this.catalog.size });
   }
 
   /** Starts every configured source; resolves once their first reconcile is indexed. */
@@ -174,6 +284,15 @@ export class LiveIndex implements LiveIndexApi {
     const { config, registry, logger, readOnly } = this.#opts;
     if (readOnly) throw new Error('a read-only index has no sources to start');
     const dataDir = resolve(config.data_dir);
+    if (this.#nextModel) {
+      const next = this.#nextModel;
+      this.#nextModel = null;
+      this.#modelSwitch = this.#switchModel(next);
+      this.#modelSwitch.catch((err) => {
+        this.#building = null;
+        logger.error('building the vector index of the new model failed; the previous model keeps serving', { error: String(err) });
+      });
+    }
     const interval = config.pipeline.snapshot_interval_s;
     if (interval > 0) {
       this.#snapshotTimer = setInterval(() => void this.snapshot().catch((err) => logger.warn('vector snapshot failed', { error: String(err) })), interval * 1000);
@@ -222,7 +341,7 @@ export class LiveIndex implements LiveIndexApi {
     if (this.#opts.readOnly || !this.pipeline.vectorsDirty) return;
     await this.#lock.write(async () => {
       this.pipeline.vectorsDirty = false;
-      await this.vectors.save(this.pipeline.lastSeq);
+      await this.#vectors.save(this.pipeline.lastSeq);
     });
   }
 
@@ -239,11 +358,15 @@ export class LiveIndex implements LiveIndexApi {
     const rc = this.config.retrieval;
     const predicate = compileFilter({ metadataFilter: req.metadataFilter, filepathGlobpattern: req.filepathGlobpattern });
     if (req.query.trim() === '') return [];
-    const { fusion, alpha } = this.#fusionFor(req);
     const candidates = Math.max(req.k, rc.candidates);
-    const queryVector = req.mode === 'bm25' ? null : await this.#embedQuery(req.query);
+    // Embedding a query may be slow (a remote model): do it before taking the lock.
+    const embedder = this.#embedder;
+    let queryVector = req.mode === 'bm25' ? null : await this.#embedQuery(embedder, req.query);
 
     return this.#lock.read(async () => {
+      // The model switched meanwhile: embed again, so the query meets vectors of its own model.
+      if (queryVector && this.#embedder !== embedder) queryVector = await this.#embedQuery(this.#embedder, req.query);
+      const { fusion, alpha } = this.#fusionFor(req);
       let allowed: Set<number> | null = null;
       if (predicate) {
         allowed = this.catalog.matching(`${req.metadataFilter ?? ''}\u0000${req.filepathGlobpattern ?? ''}`, predicate);
@@ -284,16 +407,17 @@ export class LiveIndex implements LiveIndexApi {
   }
 
   #searchVectors(query: Float32Array, k: number, allowed: Set<number> | null): LegHit[] {
-    const hits = allowed ? this.vectors.search(query, k, allowed) : this.vectors.search(query, k);
+    const hits = allowed ? this.#vectors.search(query, k, allowed) : this.#vectors.search(query, k);
     return hits.map((h) => ({ id: h.id, score: 1 - h.distance }));
   }
 
-  async #embedQuery(text: string): Promise<Float32Array> {
-    const cached = this.#queryVectors.get(text);
+  async #embedQuery(embedder: Embedder, text: string): Promise<Float32Array> {
+    const key = `${embedder.modelKey}\u0000${text}`;
+    const cached = this.#queryVectors.get(key);
     if (cached) return cached;
-    const vec = this.embedder.embedQuery ? await this.embedder.embedQuery(text) : (await this.embedder.embed([text]))[0]!;
+    const vec = embedder.embedQuery ? await embedder.embedQuery(text) : (await embedder.embed([text]))[0]!;
     if (this.#queryVectors.size >= 512) this.#queryVectors.delete(this.#queryVectors.keys().next().value!);
-    this.#queryVectors.set(text, vec);
+    this.#queryVectors.set(key, vec);
     return vec;
   }
 
@@ -329,6 +453,7 @@ export class LiveIndex implements LiveIndexApi {
       chunks: s.chunks,
       queue: { depth: this.pipeline.depth, inFlight: this.pipeline.inFlight },
       lastSeq: s.lastSeq,
+      model: this.model,
     };
   }
 
@@ -344,9 +469,34 @@ export class LiveIndex implements LiveIndexApi {
     this.#abort.abort();
     if (this.#snapshotTimer) clearInterval(this.#snapshotTimer);
     await Promise.all(this.#sources.map((s) => s.stop().catch(() => {})));
+    // A model build stops at its next page and snapshots what it has, so a restart resumes it.
+    await this.#modelSwitch.catch(() => {});
     await this.pipeline.close();
     if (!this.#opts.readOnly) await this.snapshot().catch((err) => this.#opts.logger.warn('vector snapshot failed', { error: String(err) }));
     await this.engine.close();
+  }
+}
+
+function vectorDir(dataDir: string, modelKey: string): string {
+  return join(dataDir, 'vectors', safeName(modelKey));
+}
+
+async function openVectorIndex(registry: Registry, config: LivedexConfig, ctx: PluginContext, embedder: Embedder): Promise<VectorIndex> {
+  return registry.create('vectorIndex', config.vector_index.name, config.vector_index.options, {
+    ...ctx,
+    dimensions: embedder.dimensions,
+    modelKey: embedder.modelKey,
+    dir: vectorDir(ctx.dataDir, embedder.modelKey),
+  }, `vector_index.${config.vector_index.name}`);
+}
+
+function parseModelRef(value: string | null): ModelRef | null {
+  if (!value) return null;
+  try {
+    const ref = JSON.parse(value) as ModelRef;
+    return typeof ref.name === 'string' && typeof ref.modelKey === 'string' ? { name: ref.name, options: ref.options ?? {}, modelKey: ref.modelKey } : null;
+  } catch {
+    return null;
   }
 }
 

@@ -40,6 +40,10 @@ interface PendingCommit {
   op: DocumentOp;
   /** Vectors of the chunk texts of an upsert, by text hash. */
   vectors: Map<string, Float32Array> | null;
+  /** The model an upsert was embedded with; if the model switched since, the document is processed again. */
+  modelKey: string | null;
+  /** Processes the change again (its embeddings belong to a model that no longer serves). */
+  redo: (() => void) | null;
   resolve(): void;
   reject(err: unknown): void;
 }
@@ -62,7 +66,7 @@ export class Pipeline {
   /** Set when a commit changed the vector index since the last snapshot. */
   vectorsDirty = false;
 
-  readonly #deps: PipelineDeps;
+  #deps: PipelineDeps;
   // Latest change per key, in arrival order; a newer change for a queued key replaces it.
   readonly #queue = new Map<string, Change>();
   readonly #inFlight = new Map<string, Change>();
@@ -77,6 +81,11 @@ export class Pipeline {
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
+  }
+
+  /** Switches the model new chunks are embedded with and the vector index they go to (under the write lock). */
+  useModel(embedder: Embedder, vectors: VectorIndex): void {
+    this.#deps = { ...this.#deps, embedder, vectors };
   }
 
   /** Changes waiting or being processed. */
@@ -176,6 +185,7 @@ export class Pipeline {
 
   /** Processes one change; calls `release` once its CPU work is done and only the commit is awaited. */
   async #process(change: Change, release: () => void): Promise<void> {
+    const redo = () => void this.enqueue([change]);
     if (change.kind === 'delete') {
       await this.#commit({ op: 'delete', key: change.key }, null, release);
       return;
@@ -183,7 +193,7 @@ export class Pipeline {
     const doc = change.doc;
     const metadata: Metadata = { ...doc.metadata, seen_at: Math.floor(Date.now() / 1000) };
     try {
-      await this.#index(doc, metadata, release);
+      await this.#index(doc, metadata, release, redo);
     } catch (err) {
       if (this.#abort.signal.aborted) return;
       if (isMissingFile(err)) {
@@ -198,8 +208,9 @@ export class Pipeline {
     }
   }
 
-  async #index(doc: SourceDocument, metadata: Metadata, release: () => void): Promise<void> {
+  async #index(doc: SourceDocument, metadata: Metadata, release: () => void, redo: () => void): Promise<void> {
     const { engine, embedder, catalog, config, splitter } = this.#deps;
+    const model = { modelKey: embedder.modelKey, redo };
     const declaredSize = typeof metadata.size === 'number' ? metadata.size : 0;
     if (declaredSize > config.max_file_bytes) throw tooLarge(declaredSize, config.max_file_bytes);
     const bytes = await doc.read(this.#abort.signal);
@@ -211,7 +222,7 @@ export class Pipeline {
       // Same bytes under a new version (touch, copy back): refresh metadata, parse and embed nothing.
       const rows = (await engine.getChunks([...catalog.chunkIdsOf(doc.key)])).sort((a, b) => a.ordinal - b.ordinal);
       const chunks = rows.map((r) => ({ ordinal: r.ordinal, text: r.text, textHash: r.textHash, metadata: { ...r.metadata, ...metadata } }));
-      await this.#commit({ op: 'upsert', key: doc.key, version: doc.version, contentHash, metadata, chunks }, new Map(), release);
+      await this.#commit({ op: 'upsert', key: doc.key, version: doc.version, contentHash, metadata, chunks }, new Map(), release, model);
       return;
     }
 
@@ -254,12 +265,17 @@ export class Pipeline {
       const textHash = hashes[i]!;
       return { ordinal: i, text: d.text, textHash, metadata: d.metadata, ...(fresh.has(textHash) ? { embedding: vectors.get(textHash)! } : {}) };
     });
-    await this.#commit({ op: 'upsert', key: doc.key, version: doc.version, contentHash, metadata, chunks }, vectors, release);
+    await this.#commit({ op: 'upsert', key: doc.key, version: doc.version, contentHash, metadata, chunks }, vectors, release, model);
   }
 
-  #commit(op: DocumentOp, vectors: Map<string, Float32Array> | null, release: () => void): Promise<void> {
+  #commit(
+    op: DocumentOp,
+    vectors: Map<string, Float32Array> | null,
+    release: () => void,
+    model: { modelKey: string; redo: () => void } | null = null,
+  ): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.#buffer.push({ op, vectors, resolve, reject });
+      this.#buffer.push({ op, vectors, modelKey: model?.modelKey ?? null, redo: model?.redo ?? null, resolve, reject });
       release();
       if (this.#buffer.length >= this.#deps.config.commit_batch) void this.#flush();
       else this.#flushTimer ??= setTimeout(() => void this.#flush(), this.#deps.config.commit_delay_ms);
@@ -284,11 +300,16 @@ export class Pipeline {
   }
 
   async #commitBatch(batch: PendingCommit[]): Promise<void> {
-    const { engine, embedder, lock, logger } = this.#deps;
+    const { engine, lock, logger } = this.#deps;
     try {
       const result = await lock.write(async () => {
-        const res = await engine.commit(embedder.modelKey, batch.map((p) => p.op));
-        await this.#apply(res, batch);
+        // The model may have switched (under this lock) since these were embedded: redo those.
+        const model = this.#deps.embedder.modelKey;
+        const stale = batch.filter((p) => p.modelKey !== null && p.modelKey !== model);
+        for (const p of stale) p.redo?.();
+        const fresh = stale.length === 0 ? batch : batch.filter((p) => !stale.includes(p));
+        const res = await engine.commit(model, fresh.map((p) => p.op));
+        await this.#apply(res, fresh);
         return res;
       });
       this.lastSeq = Math.max(this.lastSeq, result.seq);

@@ -204,6 +204,8 @@ export interface IndexStatus {
   chunks: number;
   queue: { depth: number; inFlight: number };
   lastSeq: number;
+  /** The embedding model serving queries and, during a model change, the one being built. */
+  model: { active: string; building: { model: string; done: number; total: number } | null };
 }
 
 /** What the REST server, MCP and CLI see of a live index. */

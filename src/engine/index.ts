@@ -103,6 +103,7 @@ interface NativeEngine {
   listDocuments(): Promise<NativeDocumentRow[]>;
   getCursor(name: string): Promise<string | null>;
   setCursor(name: string, value: string): Promise<void>;
+  putEmbeddings(model: string, textHashes: string[], vectors: Float32Array[]): Promise<void>;
   stats(): Promise<NativeStats>;
   close(): Promise<void>;
 }
@@ -317,6 +318,10 @@ class NativeBackedEngine implements Engine {
 
   getCursor(name: string): Promise<string | null> {
     return call('getCursor', async () => (await this.native.getCursor(name)) ?? null);
+  }
+
+  putEmbeddings(model: string, entries: { textHash: string; embedding: Float32Array }[]): Promise<void> {
+    return call('putEmbeddings', () => this.native.putEmbeddings(model, entries.map((e) => e.textHash), entries.map((e) => e.embedding)));
   }
 
   setCursor(name: string, value: string): Promise<void> {

@@ -105,6 +105,8 @@ export interface Engine {
   commit(model: string, ops: DocumentOp[]): Promise<CommitResult>;
   /** Cached embeddings for (model, textHash), null where none: the chunk diff. */
   lookupEmbeddings(model: string, textHashes: string[]): Promise<(Float32Array | null)[]>;
+  /** Stores embeddings in the cache under `model` (vectors computed outside a document commit). */
+  putEmbeddings(model: string, entries: { textHash: string; embedding: Float32Array }[]): Promise<void>;
   /** Embeddings of chunks by id under `model`, null where none (rebuilding the vector index). */
   chunkEmbeddings(model: string, ids: number[]): Promise<(Float32Array | null)[]>;
   /** BM25 over chunk text. `allowedIds` restricts the search (filter applied inside it). */

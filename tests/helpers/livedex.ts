@@ -48,6 +48,30 @@ export function countingRegistry(): Registry {
       },
     }),
   );
+  registry.register(
+    definePlugin({
+      kind: 'embedder',
+      name: 'slow-hashing',
+      description: 'hashing with a delay per call, counted (tests only)',
+      options: z.object({ dimensions: z.number().int().default(64), delay_ms: z.number().default(20) }),
+      async create(options, ctx) {
+        const inner: Embedder = await hashing.create(hashing.options.parse({ dimensions: options.dimensions }), ctx);
+        return {
+          name: 'slow-hashing',
+          modelKey: `slow-${inner.modelKey}`,
+          dimensions: inner.dimensions,
+          async embed(texts: string[]) {
+            await new Promise((r) => setTimeout(r, options.delay_ms));
+            embedCounter.texts += texts.length;
+            embedCounter.calls++;
+            embedCounter.seen.push(...texts);
+            return inner.embed(texts);
+          },
+          embedQuery: async (text: string) => (await inner.embed([text]))[0]!,
+        };
+      },
+    }),
+  );
   return registry;
 }
 

@@ -69,6 +69,7 @@ export function createStubIndex(): StubIndex {
         chunks: 3,
         queue: { depth: stub.ready ? 0 : 2, inFlight: 0 },
         lastSeq: 7,
+        model: { active: 'hashing:v2:384', building: null },
       };
     },
 

@@ -207,6 +207,10 @@ impl Engine {
         Ok((out, text_err))
     }
 
+    pub fn put_embeddings(&self, model: &str, entries: &[(String, Vec<f32>)]) -> Result<()> {
+        self.with_writer("putEmbeddings", |ws| store::put_embeddings(&mut ws.conn, model, entries))
+    }
+
     pub fn set_cursor(&self, name: &str, value: &str) -> Result<()> {
         self.with_writer("setCursor", |ws| store::set_cursor(&ws.conn, name, value))
     }

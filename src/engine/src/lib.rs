@@ -415,6 +415,27 @@ impl NativeEngine {
         job(move || inner.read(|c| store::get_cursor(c, &name)))
     }
 
+    /// Stores embeddings in the cache under `model`: `text_hashes[i]` gets `vectors[i]`.
+    #[napi(catch_unwind)]
+    pub fn put_embeddings(
+        &self,
+        model: String,
+        text_hashes: Vec<String>,
+        vectors: Vec<Float32Array>,
+    ) -> Result<AsyncTask<Job<()>>> {
+        if text_hashes.len() != vectors.len() {
+            return Err(Error::from_reason(format!(
+                "putEmbeddings: {} text hashes but {} vectors",
+                text_hashes.len(),
+                vectors.len()
+            )));
+        }
+        let entries: Vec<(String, Vec<f32>)> =
+            text_hashes.into_iter().zip(vectors.iter().map(|v| v.to_vec())).collect();
+        let inner = self.inner.clone();
+        Ok(job(move || inner.put_embeddings(&model, &entries)))
+    }
+
     #[napi(catch_unwind)]
     pub fn set_cursor(&self, name: String, value: String) -> AsyncTask<Job<()>> {
         let inner = self.inner.clone();

@@ -437,6 +437,26 @@ pub fn commit(conn: &mut Connection, model: &str, ops: Vec<Op>) -> Result<Commit
     })
 }
 
+/// Adds embeddings to the cache (one transaction); vectors computed outside a document commit,
+/// e.g. when the vector index is rebuilt for a new model.
+pub fn put_embeddings(conn: &mut Connection, model: &str, entries: &[(String, Vec<f32>)]) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut put = tx.prepare_cached(
+            "INSERT INTO embeddings(model, text_hash, vector) VALUES (?1, ?2, ?3)
+             ON CONFLICT(model, text_hash) DO UPDATE SET vector = excluded.vector",
+        )?;
+        for (hash, v) in entries {
+            if v.is_empty() {
+                return Err(Error(format!("text {hash}: empty embedding")));
+            }
+            put.execute(params![model, hash, vector_to_blob(v)])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 pub fn set_cursor(conn: &Connection, name: &str, value: &str) -> Result<()> {
     conn.execute(
         "INSERT INTO cursors(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
