@@ -1,7 +1,7 @@
 /** Changing the embedding model: the previous model serves while the new index builds, then the switch is atomic. */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { embedCounter, get, retrieve, startServer, tempDir, waitFor } from './helpers/livedex.js';
 
@@ -52,13 +52,19 @@ describe('changing the embedding model', () => {
     const embeddedBefore = embedCounter.texts;
     assert.ok(embeddedBefore > 0 && embeddedBefore < 60, `stopped part-way (${embeddedBefore} of 60 embedded)`);
 
-    const third = await startServer(folder.path, { dataDir: data.path, config });
+    // The build is held open (gate) until the test has written a document during it.
+    const gate = join(data.path, 'gate');
+    await writeFile(gate, '');
+    const gated = { embedder: { 'slow-hashing': { dimensions: 256, delay_ms: 150, gate } }, pipeline: { embed_batch: 8 } };
+    const third = await startServer(folder.path, { dataDir: data.path, config: gated });
     try {
-      await third.ready;
       assert.equal(third.index.model.active, oldModel, 'still the previous model after the restart');
       // A document written during the rebuild is embedded with the serving model, then picked up.
       await writeFile(join(folder.path, 'late.txt'), 'A late document about zeppelins.\n');
-      await waitFor(async () => (await retrieve(third.url, { query: 'zeppelins', k: 1, mode: 'bm25' })).length === 1);
+      await third.ready;
+      await waitFor(async () => (await retrieve(third.url, { query: 'zeppelins', k: 1, mode: 'bm25' })).length === 1, 20_000);
+      assert.notEqual(third.index.model.building, null, 'the late document arrived during the build');
+      await rm(gate);
       // Queries keep answering through the switch, always from one model's index.
       let answered = 0;
       await waitFor(async () => {
@@ -66,7 +72,7 @@ describe('changing the embedding model', () => {
         assert.equal(h[0]?.metadata.path, join(folder.path, 'doc-12.txt'));
         answered++;
         return third.index.model.building === null;
-      }, 20_000, 10);
+      }, 30_000, 10);
       assert.ok(answered > 1);
       const after = (await get<StatusBody>(third.url, '/v1/status')).body;
       assert.equal(after.model.active, 'slow-hashing:v2:256');
@@ -83,7 +89,7 @@ describe('changing the embedding model', () => {
 
     // The switch is durable: a restart serves the new model and builds nothing.
     embedCounter.reset();
-    const fourth = await startServer(folder.path, { dataDir: data.path, config });
+    const fourth = await startServer(folder.path, { dataDir: data.path, config: gated });
     try {
       await fourth.ready;
       assert.equal(fourth.index.model.active, 'slow-hashing:v2:256');

@@ -1,5 +1,6 @@
 /** @module core/config — the configuration schema (zod), one source for the CLI, YAML files and docs. */
 import { z } from 'zod';
+import { sandboxConfigSchema } from './sandbox.js';
 
 /** A plugin block: `{ name: { ...options } }`, or just the plugin's name for its defaults. */
 export const PluginRef = z
@@ -58,6 +59,8 @@ export const LivedexConfig = z.object({
   vector_index: PluginRef.default({ name: 'hnsw', options: {} }),
   retrieval: RetrievalConfig.default(RetrievalConfig.parse({})),
   pipeline: PipelineConfig.default(PipelineConfig.parse({})),
+  /** Parsing in worker threads with time, heap and size limits; a hostile file never hurts the server. */
+  sandbox: sandboxConfigSchema.extend({ enabled: z.boolean().default(true) }).prefault({}),
 });
 export type LivedexConfig = z.output<typeof LivedexConfig>;
 export type RetrievalConfig = z.output<typeof RetrievalConfig>;

@@ -10,6 +10,7 @@ import { fuseConvex, fuseRrf, singleLeg, type FusedHit, type LegHit } from './fu
 import { Pipeline } from './pipeline.js';
 import type { PluginContext, Registry } from './registry.js';
 import { RwLock } from './rwlock.js';
+import { DEFAULT_REGISTRY_MODULE, ParseSandbox } from './sandbox.js';
 import type {
   DocumentInfo,
   Embedder,
@@ -34,6 +35,11 @@ export interface LiveIndexOptions {
   logger: Logger;
   /** Open beside a running writer: query only, no sources, no commits. */
   readOnly?: boolean;
+  /**
+   * The module whose `builtinRegistry()` the parse workers build their parsers from (a worker
+   * cannot receive a Registry instance); defaults to the built-in plugins.
+   */
+  registryModule?: string;
 }
 
 /** Progress of the current sync, for progress bars and `status`. */
@@ -90,6 +96,7 @@ export class LiveIndex implements LiveIndexApi {
   #nextModel: { embedder: Embedder; ref: ModelRef } | null = null;
   #building: ModelBuild | null = null;
   #modelSwitch: Promise<void> = Promise.resolve();
+  #sandbox: ParseSandbox | null = null;
 
   private constructor(
     opts: LiveIndexOptions,
@@ -122,6 +129,10 @@ export class LiveIndex implements LiveIndexApi {
     await mkdir(dataDir, { recursive: true });
     const ctx: PluginContext = { logger, dataDir };
     const engine = await openEngine(dataDir, { readOnly: opts.readOnly ?? false });
+    const { enabled: sandboxed, ...limits } = config.sandbox;
+    const sandbox = sandboxed && !opts.readOnly
+      ? new ParseSandbox({ ...limits, logger, dataDir, registryModule: opts.registryModule ?? DEFAULT_REGISTRY_MODULE })
+      : null;
     try {
       const configured = await registry.create('embedder', config.embedder.name, config.embedder.options, ctx, `embedder.${config.embedder.name}`);
       const configuredRef: ModelRef = { name: config.embedder.name, options: config.embedder.options, modelKey: configured.modelKey };
@@ -146,13 +157,16 @@ export class LiveIndex implements LiveIndexApi {
       const parserRefs = config.parsers.length > 0 ? config.parsers : registry.list('parser').map((d) => ({ name: d.name, options: {} }));
       let fallback: Parser | null = null;
       for (const ref of parserRefs) {
-        const parser = await registry.create('parser', ref.name, ref.options, ctx, `parsers.${ref.name}`);
+        const local = await registry.create('parser', ref.name, ref.options, ctx, `parsers.${ref.name}`);
+        // The worker builds the same parser from (name, options); this one validates them.
+        const parser = sandbox ? sandbox.wrap(local, ref) : local;
         for (const ext of parser.extensions) if (!parsers.has(ext)) parsers.set(ext, parser);
         if (parser.name === 'text') fallback = parser;
       }
       const splitter = await registry.create('splitter', config.splitter.name, config.splitter.options, ctx, `splitter.${config.splitter.name}`);
 
       const index = new LiveIndex(opts, { engine, embedder, vectors, catalog, parsers, fallback, splitter });
+      index.#sandbox = sandbox;
       index.pipeline.lastSeq = (await engine.stats()).lastSeq;
       const synced = await index.#fillVectors(embedder, vectors);
       if (synced.changed) index.pipeline.vectorsDirty = true;
@@ -166,6 +180,7 @@ export class LiveIndex implements LiveIndexApi {
       }
       return index;
     } catch (err) {
+      await sandbox?.close().catch(() => {});
       await engine.close().catch(() => {});
       throw err;
     }
@@ -472,6 +487,7 @@ export class LiveIndex implements LiveIndexApi {
     // A model build stops at its next page and snapshots what it has, so a restart resumes it.
     await this.#modelSwitch.catch(() => {});
     await this.pipeline.close();
+    await this.#sandbox?.close().catch(() => {});
     if (!this.#opts.readOnly) await this.snapshot().catch((err) => this.#opts.logger.warn('vector snapshot failed', { error: String(err) }));
     await this.engine.close();
   }

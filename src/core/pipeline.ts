@@ -1,5 +1,6 @@
 /** @module core/pipeline — change → parse → split → diff → embed → commit, with a bounded, coalescing queue. */
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { extname } from 'node:path';
 import type { CommitResult, DocumentOp, Engine } from '../engine/types.js';
 import type { Catalog } from './catalog.js';
@@ -81,6 +82,8 @@ export class Pipeline {
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
+    // Every parse and embed in flight listens on the one shutdown signal.
+    setMaxListeners(0, this.#abort.signal);
   }
 
   /** Switches the model new chunks are embedded with and the vector index they go to (under the write lock). */

@@ -1,5 +1,6 @@
 /** Test harness: temp folders, an in-process server, a CLI child process, a counting embedder. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,7 +54,8 @@ export function countingRegistry(): Registry {
       kind: 'embedder',
       name: 'slow-hashing',
       description: 'hashing with a delay per call, counted (tests only)',
-      options: z.object({ dimensions: z.number().int().default(64), delay_ms: z.number().default(20) }),
+      // `gate`: while this file exists, embedding waits (a test holds a model build open).
+      options: z.object({ dimensions: z.number().int().default(64), delay_ms: z.number().default(20), gate: z.string().optional() }),
       async create(options, ctx) {
         const inner: Embedder = await hashing.create(hashing.options.parse({ dimensions: options.dimensions }), ctx);
         return {
@@ -62,6 +64,7 @@ export function countingRegistry(): Registry {
           dimensions: inner.dimensions,
           async embed(texts: string[]) {
             await new Promise((r) => setTimeout(r, options.delay_ms));
+            while (options.gate && existsSync(options.gate)) await new Promise((r) => setTimeout(r, 20));
             embedCounter.texts += texts.length;
             embedCounter.calls++;
             embedCounter.seen.push(...texts);

@@ -1,0 +1,200 @@
+/**
+ * @module core/sandbox — runs parsers in a pool of worker threads, each job with a time, heap
+ * and size limit, so that a hostile or broken file fails alone instead of taking the server down.
+ */
+import { availableParallelism } from 'node:os';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { z } from 'zod';
+import { type ErrorCode, LivedexError } from './errors.js';
+import type { ParseJob, ParseOutcome, SandboxWorkerData, WireError, WorkerEvent } from './sandbox-worker.js';
+import type { Logger, ParsedPart, ParseInput, Parser } from './types.js';
+
+/** The `sandbox` section of the config; also the options of `ParseSandbox`. */
+export const sandboxConfigSchema = z.strictObject({
+  /** Worker threads; defaults to the number of cores. */
+  workers: z.number().int().positive().optional(),
+  /** Time one parse may run, from the moment a worker takes it (queueing does not count). */
+  timeout_ms: z.number().int().positive().default(60_000),
+  /** Heap of each worker (V8 old generation); a parse that needs more fails, the worker is replaced. */
+  max_heap_mb: z.number().int().min(16).default(512),
+  /** Largest input handed to a parser. */
+  max_bytes: z.number().int().positive().default(64 * 1024 * 1024),
+});
+export type SandboxConfig = z.output<typeof sandboxConfigSchema>;
+
+export interface ParseSandboxOptions extends Partial<SandboxConfig> {
+  logger: Logger;
+  /** Handed to the parser factories in the workers, as `PluginContext.dataDir`. */
+  dataDir: string;
+  /**
+   * Module whose `builtinRegistry()` (or `createRegistry()`) gives the registry the workers build
+   * parsers from; it must hold every parser that is wrapped. Defaults to the built-in plugins.
+   */
+  registryModule?: string | URL;
+}
+
+/** What a worker needs to build a parser itself: its plugin name and options, as in the config. */
+export interface ParserRef {
+  name: string;
+  options?: unknown;
+}
+
+// Resolved next to this file with its own extension, so that it works from `src/` (tsx) and `dist/` (tsc).
+const ownExtension = extname(fileURLToPath(import.meta.url));
+const WORKER_MODULE = new URL(`./sandbox-worker${ownExtension}`, import.meta.url);
+export const DEFAULT_REGISTRY_MODULE = new URL(`../plugins${ownExtension}`, import.meta.url).href;
+
+const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(1))} s`;
+const megabytes = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MB`;
+
+/**
+ * A pool of worker threads that parse. It produces `Parser`s, so the pipeline does not know
+ * whether a parser runs here or in a worker.
+ *
+ * @example
+ * const sandbox = new ParseSandbox({ logger, dataDir, timeout_ms: 30_000 });
+ * const local = await registry.create('parser', 'markdown', {}, ctx);
+ * const parser = sandbox.wrap(local, { name: 'markdown', options: {} });
+ * const parts = await parser.parse({ key: 'a.md', bytes, extension: '.md', metadata: {} });
+ * await sandbox.close();
+ */
+export class ParseSandbox {
+  readonly config: Required<SandboxConfig>;
+  readonly registryModule: string;
+  readonly #pool: Piscina<ParseJob, ParseOutcome>;
+  readonly #logger: Logger;
+  /** Jobs posted to the pool, by id: called when a worker takes the job. */
+  readonly #onStart = new Map<number, () => void>();
+  #nextId = 0;
+  #closed = false;
+
+  constructor(options: ParseSandboxOptions) {
+    const { logger, dataDir, registryModule, ...limits } = options;
+    const parsed = sandboxConfigSchema.parse(limits);
+    this.config = { ...parsed, workers: parsed.workers ?? availableParallelism() };
+    this.registryModule = registryModule === undefined ? DEFAULT_REGISTRY_MODULE : new URL(registryModule).href;
+    this.#logger = logger;
+    this.#pool = new Piscina({
+      filename: WORKER_MODULE.href,
+      // A fixed pool: a worker that is terminated (timeout, abort) or dies (OOM, crash) is replaced at once.
+      minThreads: this.config.workers,
+      maxThreads: this.config.workers,
+      idleTimeout: Infinity,
+      // Between jobs piscina would block idle workers in Atomics.wait, which also freezes any
+      // timer or stream a parser left behind; a plain message loop costs little next to a parse.
+      atomics: 'disabled',
+      resourceLimits: { maxOldGenerationSizeMb: this.config.max_heap_mb },
+      workerData: { registryModule: this.registryModule, dataDir } satisfies SandboxWorkerData,
+      // Workers inherit the parent's execArgv by default (`--import tsx` under tsx); passing
+      // `process.execArgv` explicitly would fail on process-wide flags such as `--max-old-space-size`.
+    });
+    this.#pool.on('message', (event: WorkerEvent) => {
+      if (event.type === 'started') this.#onStart.get(event.id)?.();
+      else if (event.type === 'log') this.#logger[event.level](event.msg, event.fields);
+    });
+    // Worker failures reach the job that was running; an error with no job (a worker dying idle) is logged.
+    this.#pool.on('error', (err: unknown) => this.#logger.warn('parse sandbox worker failed', { error: String(err) }));
+  }
+
+  /** Jobs waiting for a worker. */
+  get queued(): number {
+    return this.#pool.queueSize;
+  }
+
+  /**
+   * A parser with the name and extensions of `local` whose `parse` runs in a worker; the worker
+   * builds its own copy from `ref`. The input bytes are moved to the worker when they fill their
+   * buffer (the caller's view is then detached), copied otherwise.
+   */
+  wrap(local: Parser, ref: ParserRef): Parser {
+    return {
+      name: local.name,
+      extensions: [...local.extensions],
+      parse: (input) => this.parse(ref, input),
+    };
+  }
+
+  /** Parses `input` in a worker with the parser `ref` names. */
+  async parse(ref: ParserRef, input: ParseInput): Promise<ParsedPart[]> {
+    if (this.#closed) throw new LivedexError('parse_failed', 'the parse sandbox is closed');
+    input.signal?.throwIfAborted();
+    const { max_bytes, timeout_ms } = this.config;
+    if (input.bytes.byteLength > max_bytes) {
+      throw new LivedexError('parse_failed', `file is ${megabytes(input.bytes.byteLength)}, above the ${megabytes(max_bytes)} limit (sandbox.max_bytes)`);
+    }
+
+    const id = ++this.#nextId;
+    const job: ParseJob = {
+      id,
+      parser: { name: ref.name, options: ref.options ?? {} },
+      input: { key: input.key, bytes: input.bytes, extension: input.extension, metadata: input.metadata },
+    };
+    const { buffer, byteOffset, byteLength } = input.bytes;
+    const transferList = buffer instanceof ArrayBuffer && byteOffset === 0 && byteLength === buffer.byteLength ? [buffer] : [];
+
+    // Aborting the job's signal removes it from the queue, or terminates the worker running it.
+    const stop = new AbortController();
+    let stopped: unknown = null;
+    const cancel = (reason: unknown) => {
+      if (stopped !== null) return;
+      stopped = reason;
+      stop.abort(reason);
+    };
+    const onAbort = () => cancel(input.signal?.reason);
+    input.signal?.addEventListener('abort', onAbort, { once: true });
+    let timer: NodeJS.Timeout | undefined;
+    this.#onStart.set(id, () => {
+      timer = setTimeout(() => cancel(new LivedexError('parse_failed', `parsing timed out after ${seconds(timeout_ms)} (sandbox.timeout_ms)`)), timeout_ms);
+    });
+
+    let outcome: ParseOutcome;
+    try {
+      outcome = await this.#pool.run(job, { signal: stop.signal, transferList });
+    } catch (err) {
+      throw stopped ?? this.#explain(err);
+    } finally {
+      clearTimeout(timer);
+      this.#onStart.delete(id);
+      input.signal?.removeEventListener('abort', onAbort);
+    }
+    if (!outcome.ok) throw revive(outcome.error);
+    return outcome.parts;
+  }
+
+  /** Terminates every worker; running and queued jobs reject. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#pool.destroy();
+  }
+
+  /** Turns what piscina reports when a worker dies into a reason a user can act on. */
+  #explain(err: unknown): LivedexError {
+    const code = (err as { code?: unknown } | null)?.code;
+    const message = err instanceof Error ? err.message : String(err);
+    if (code === 'ERR_WORKER_OUT_OF_MEMORY') {
+      return new LivedexError('parse_failed', `parser ran out of memory (heap limit ${this.config.max_heap_mb} MB, sandbox.max_heap_mb)`, { cause: err });
+    }
+    if (this.#closed) return new LivedexError('parse_failed', 'the parse sandbox was closed', { cause: err });
+    return new LivedexError('parse_failed', `parser crashed: ${message}`, { cause: err });
+  }
+}
+
+// A record, so that a new error code that is not listed here does not compile.
+const ERROR_CODES: Record<ErrorCode, true> = {
+  invalid_request: true, invalid_filter: true, not_found: true, not_ready: true,
+  config_error: true, parse_failed: true, engine_error: true, internal: true,
+};
+
+/** Rebuilds an error thrown in a worker: a `LivedexError` again when its code is one of ours. */
+function revive(wire: WireError): Error {
+  if (wire.name === 'LivedexError' && wire.code !== undefined && Object.hasOwn(ERROR_CODES, wire.code)) {
+    return new LivedexError(wire.code as ErrorCode, wire.message, wire.field === undefined ? {} : { field: wire.field });
+  }
+  const err = new Error(wire.message);
+  err.name = wire.name;
+  if (wire.code !== undefined) Object.assign(err, { code: wire.code });
+  return err;
+}
