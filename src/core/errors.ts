@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'config_error'
   | 'parse_failed'
   | 'engine_error'
+  | 'model_unavailable'
   | 'internal';
 
 const STATUS_BY_CODE: Record<ErrorCode, number> = {
@@ -18,8 +19,14 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   config_error: 500,
   parse_failed: 422,
   engine_error: 500,
+  model_unavailable: 503,
   internal: 500,
 };
+
+/** True when `code` is one of our error codes (e.g. for an error that crossed a thread). */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(STATUS_BY_CODE, code);
+}
 
 export class LivedexError extends Error {
   readonly code: ErrorCode;

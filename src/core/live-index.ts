@@ -5,6 +5,7 @@ import { openEngine } from '../engine/index.js';
 import type { DocumentRow, Engine } from '../engine/types.js';
 import { Catalog } from './catalog.js';
 import type { LivedexConfig } from './config.js';
+import { describeError, LivedexError } from './errors.js';
 import { compileFilter } from './filter.js';
 import { fuseConvex, fuseRrf, singleLeg, type FusedHit, type LegHit } from './fusion.js';
 import { Pipeline } from './pipeline.js';
@@ -376,11 +377,11 @@ export class LiveIndex implements LiveIndexApi {
     const candidates = Math.max(req.k, rc.candidates);
     // Embedding a query may be slow (a remote model): do it before taking the lock.
     const embedder = this.#embedder;
-    let queryVector = req.mode === 'bm25' ? null : await this.#embedQuery(embedder, req.query);
+    let queryVector = req.mode === 'bm25' ? null : await this.#embedQueryOrDegrade(embedder, req);
 
     return this.#lock.read(async () => {
       // The model switched meanwhile: embed again, so the query meets vectors of its own model.
-      if (queryVector && this.#embedder !== embedder) queryVector = await this.#embedQuery(this.#embedder, req.query);
+      if (queryVector && this.#embedder !== embedder) queryVector = await this.#embedQueryOrDegrade(this.#embedder, req);
       const { fusion, alpha } = this.#fusionFor(req);
       let allowed: Set<number> | null = null;
       if (predicate) {
@@ -424,6 +425,22 @@ export class LiveIndex implements LiveIndexApi {
   #searchVectors(query: Float32Array, k: number, allowed: Set<number> | null): LegHit[] {
     const hits = allowed ? this.#vectors.search(query, k, allowed) : this.#vectors.search(query, k);
     return hits.map((h) => ({ id: h.id, score: 1 - h.distance }));
+  }
+
+  /**
+   * The query's vector; when the model cannot be reached, a hybrid query goes on with BM25
+   * alone (logged) and a vector query fails with 503 and the reason.
+   */
+  async #embedQueryOrDegrade(embedder: Embedder, req: RetrieveRequest): Promise<Float32Array | null> {
+    try {
+      return await this.#embedQuery(embedder, req.query);
+    } catch (err) {
+      if (req.mode === 'vector') {
+        throw new LivedexError('model_unavailable', `the embedding model ${embedder.modelKey} cannot embed the query: ${describeError(err)}`, { cause: err });
+      }
+      this.#opts.logger.warn('query embedding failed: answering with BM25 alone', { model: embedder.modelKey, error: describeError(err) });
+      return null;
+    }
   }
 
   async #embedQuery(embedder: Embedder, text: string): Promise<Float32Array> {

@@ -7,7 +7,7 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { z } from 'zod';
-import { type ErrorCode, LivedexError } from './errors.js';
+import { isErrorCode, LivedexError } from './errors.js';
 import type { ParseJob, ParseOutcome, SandboxWorkerData, WireError, WorkerEvent } from './sandbox-worker.js';
 import type { Logger, ParsedPart, ParseInput, Parser } from './types.js';
 
@@ -182,16 +182,10 @@ export class ParseSandbox {
   }
 }
 
-// A record, so that a new error code that is not listed here does not compile.
-const ERROR_CODES: Record<ErrorCode, true> = {
-  invalid_request: true, invalid_filter: true, not_found: true, not_ready: true,
-  config_error: true, parse_failed: true, engine_error: true, internal: true,
-};
-
 /** Rebuilds an error thrown in a worker: a `LivedexError` again when its code is one of ours. */
 function revive(wire: WireError): Error {
-  if (wire.name === 'LivedexError' && wire.code !== undefined && Object.hasOwn(ERROR_CODES, wire.code)) {
-    return new LivedexError(wire.code as ErrorCode, wire.message, wire.field === undefined ? {} : { field: wire.field });
+  if (wire.name === 'LivedexError' && isErrorCode(wire.code)) {
+    return new LivedexError(wire.code, wire.message, wire.field === undefined ? {} : { field: wire.field });
   }
   const err = new Error(wire.message);
   err.name = wire.name;

@@ -18,6 +18,9 @@ export async function tempDir(prefix = 'livedex-test-'): Promise<{ path: string;
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
 }
 
+/** Makes every `counting` embedder fail to embed queries, as an unreachable model would. */
+export const embedControl = { failQueries: false };
+
 /** Document texts seen by every `counting` embedder in this process (reset it between tests). */
 export const embedCounter = { texts: 0, calls: 0, seen: [] as string[], reset() { this.texts = 0; this.calls = 0; this.seen = []; } };
 
@@ -44,7 +47,10 @@ export function countingRegistry(): Registry {
             return inner.embed(texts);
           },
           // Queries are not counted: the tests count what indexing costs.
-          embedQuery: async (text: string) => (await inner.embed([text]))[0]!,
+          async embedQuery(text: string) {
+            if (embedControl.failQueries) throw new Error('connect ECONNREFUSED 127.0.0.1:9 (test)');
+            return (await inner.embed([text]))[0]!;
+          },
         };
       },
     }),
