@@ -227,8 +227,16 @@ describe('a live index embedding through the openai embedder', () => {
     [0, 1, 2].map((p) => `Document ${d} paragraph ${p} about harbor ${d * 10 + p}${p === 1 ? edit : ''}.`).join('\n\n') +
     '\n\nShared boilerplate paragraph one.\n\nShared boilerplate paragraph two.\n';
 
-  async function withIndex<T>(fake: FakeOpenAI, dataDir: string, folder: string, options: Record<string, unknown>, fn: (index: LiveIndex) => Promise<T>): Promise<T> {
+  async function withIndex<T>(
+    fake: FakeOpenAI,
+    dataDir: string,
+    folder: string,
+    options: Record<string, unknown>,
+    fn: (index: LiveIndex) => Promise<T>,
+    extra: Record<string, unknown> = {},
+  ): Promise<T> {
     const config = parseConfig({
+      ...extra,
       data_dir: dataDir,
       embedder: { openai: { base_url: fake.url, api_key: 'sk-test', ...FAST, ...options } },
       sources: [{ fs: { path: folder } }],
@@ -274,6 +282,45 @@ describe('a live index embedding through the openai embedder', () => {
         assert.ok(inputs.every((t) => t.includes('lighthouse')), JSON.stringify(inputs));
         assert.equal((await index.getDocument(join(folder, 'doc5.md')))?.status, 'indexed');
       });
+    } finally {
+      await fake.close();
+      await rm(folder, { recursive: true, force: true });
+      await rm(data, { recursive: true, force: true });
+    }
+  });
+
+  it('holds a document back as pending while the model is down, serves its indexed version, and catches up when the model is back', async () => {
+    const fake = await startFakeOpenAI();
+    const folder = await mkdtemp(join(tmpdir(), 'livedex-openai-src-'));
+    const data = await mkdtemp(join(tmpdir(), 'livedex-openai-data-'));
+    const path = join(folder, 'a.md');
+    try {
+      await writeFile(path, 'The lighthouse keeper logs the weather.\n');
+      const pipeline = { retry_base_ms: 50, retry_max_ms: 200 };
+      await withIndex(fake, data, folder, { max_attempts: 2 }, async (index) => {
+        assert.equal((await index.getDocument(path))?.status, 'indexed');
+        // The model goes down (every request answers 500) and the document changes.
+        for (let i = 0; i < 10_000; i++) fake.faults.push({ kind: 'status', status: 500 });
+        await writeFile(path, 'The lighthouse keeper now logs the zeppelins.\n');
+        let doc = await index.getDocument(path);
+        for (let i = 0; i < 500 && doc?.status !== 'pending'; i++) {
+          await new Promise((r) => setTimeout(r, 10));
+          doc = await index.getDocument(path);
+        }
+        assert.equal(doc?.status, 'pending');
+        assert.match(doc?.error ?? '', /trying again in \d+ s/);
+        const listed = await index.listDocuments({ returnStatus: true });
+        assert.match(String(listed[0]?._indexing_error), /trying again/);
+        // The indexed version keeps serving meanwhile.
+        assert.match((await index.retrieve({ query: 'lighthouse weather', k: 1, mode: 'bm25' }))[0]?.text ?? '', /weather/);
+        const failedRequests = fake.embeddingRequests.length;
+        // The model is back: the document catches up without any new change.
+        fake.faults.length = 0;
+        for (let i = 0; i < 500 && (await index.getDocument(path))?.status !== 'indexed'; i++) await new Promise((r) => setTimeout(r, 10));
+        assert.equal((await index.getDocument(path))?.status, 'indexed');
+        assert.match((await index.retrieve({ query: 'zeppelins', k: 1, mode: 'bm25' }))[0]?.text ?? '', /zeppelins/);
+        assert.ok(fake.embeddingRequests.length > failedRequests);
+      }, { pipeline });
     } finally {
       await fake.close();
       await rm(folder, { recursive: true, force: true });

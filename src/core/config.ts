@@ -45,6 +45,8 @@ export const PipelineConfig = z.object({
   commit_delay_ms: z.number().int().min(0).default(15).describe('wait for more work before committing'),
   embed_batch: z.number().int().min(1).default(64).describe('texts per embedder call'),
   snapshot_interval_s: z.number().min(0).default(30).describe('how often the vector index is snapshotted'),
+  retry_base_ms: z.number().int().min(1).default(30_000).describe('first wait before a document held back by an unreachable model is tried again'),
+  retry_max_ms: z.number().int().min(1).default(600_000).describe('longest wait between such tries (the wait doubles up to it)'),
 });
 
 export const LivedexConfig = z.object({

@@ -3,6 +3,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { openEngine } from '../engine/index.js';
 import type { DocumentRow, Engine } from '../engine/types.js';
+import { closeEmbedder } from './calls.js';
 import { Catalog } from './catalog.js';
 import type { LivedexConfig } from './config.js';
 import { describeError, LivedexError } from './errors.js';
@@ -257,7 +258,8 @@ export class LiveIndex implements LiveIndexApi {
     const vectors = await openVectorIndex(registry, config, { logger, dataDir }, next.embedder);
     const build: ModelBuild = { embedder: next.embedder, ref: next.ref, done: vectors.size, total: this.catalog.size };
     this.#building = build;
-    const previousDir = vectorDir(dataDir, this.#embedder.modelKey);
+    const previous = this.#embedder;
+    const previousDir = vectorDir(dataDir, previous.modelKey);
     for (;;) {
       build.total = this.catalog.size;
       build.done = [...this.catalog.ids()].filter((id) => vectors.has(id)).length;
@@ -285,6 +287,7 @@ export class LiveIndex implements LiveIndexApi {
       if (switched) break;
     }
     this.#building = null;
+    await closeEmbedder(previous);
     await rm(previousDir, { recursive: true, force: true });
     logger.info('embedding model switched', { model: next.embedder.modelKey, chunks: this.catalog.size });
   }
@@ -501,9 +504,13 @@ export class LiveIndex implements LiveIndexApi {
     this.#abort.abort();
     if (this.#snapshotTimer) clearInterval(this.#snapshotTimer);
     await Promise.all(this.#sources.map((s) => s.stop().catch(() => {})));
+    // The pipeline aborts its work at once; closing the models cancels their calls in flight.
+    const pipelineClosed = this.pipeline.close();
+    await closeEmbedder(this.#embedder);
+    if (this.#building) await closeEmbedder(this.#building.embedder);
     // A model build stops at its next page and snapshots what it has, so a restart resumes it.
     await this.#modelSwitch.catch(() => {});
-    await this.pipeline.close();
+    await pipelineClosed;
     await this.#sandbox?.close().catch(() => {});
     if (!this.#opts.readOnly) await this.snapshot().catch((err) => this.#opts.logger.warn('vector snapshot failed', { error: String(err) }));
     await this.engine.close();
@@ -534,7 +541,9 @@ function parseModelRef(value: string | null): ModelRef | null {
 }
 
 function withStatus(metadata: Metadata, status: keyof typeof INDEXING_STATUS, error: string | null): Metadata {
-  return { ...metadata, _indexing_status: INDEXING_STATUS[status], ...(status === 'failed' ? { _indexing_error: error } : {}) };
+  // A pending document may carry why it is held back (an unreachable model, retried later).
+  const showError = status === 'failed' || (status === 'pending' && error);
+  return { ...metadata, _indexing_status: INDEXING_STATUS[status], ...(showError ? { _indexing_error: error } : {}) };
 }
 
 function documentInfo(row: DocumentRow): DocumentInfo {

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { extname } from 'node:path';
 import type { CommitResult, DocumentOp, Engine } from '../engine/types.js';
+import { isTransientCallError } from './calls.js';
 import type { Catalog } from './catalog.js';
 import type { PipelineConfig } from './config.js';
 import { describeError, LivedexError } from './errors.js';
@@ -79,6 +80,8 @@ export class Pipeline {
   #flushing: Promise<void> | null = null;
   readonly #abort = new AbortController();
   #closed = false;
+  /** Documents held back by an unreachable model: tries so far, and the timer of the next. */
+  readonly #retries = new Map<string, { attempts: number; timer: NodeJS.Timeout | null }>();
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
@@ -133,6 +136,8 @@ export class Pipeline {
     this.#closed = true;
     this.#queue.clear();
     this.#abort.abort();
+    for (const r of this.#retries.values()) if (r.timer) clearTimeout(r.timer);
+    this.#retries.clear();
     for (const w of this.#spaceWaiters.splice(0)) w();
     while (this.#inFlight.size > 0 || this.#buffer.length > 0 || this.#flushing) {
       await this.#flush();
@@ -197,8 +202,18 @@ export class Pipeline {
     const metadata: Metadata = { ...doc.metadata, seen_at: Math.floor(Date.now() / 1000) };
     try {
       await this.#index(doc, metadata, release, redo);
+      this.#clearRetry(doc.key);
     } catch (err) {
       if (this.#abort.signal.aborted) return;
+      if (isTransientCallError(err)) {
+        // The model may answer later: keep serving the indexed version, say why, try again.
+        const delay = this.#scheduleRetry(change);
+        const reason = `${describeError(err)} (trying again in ${Math.round(delay / 1000)} s)`;
+        this.#deps.logger.warn('document held back', { key: doc.key, error: reason });
+        await this.#commit({ op: 'mark', key: doc.key, version: doc.version, status: 'pending', error: reason, metadata }, null, release);
+        return;
+      }
+      this.#clearRetry(doc.key);
       if (isMissingFile(err)) {
         // Vanished between the event and the read: the source will report the delete; make it so now.
         await this.#commit({ op: 'delete', key: doc.key }, null, release);
@@ -209,6 +224,30 @@ export class Pipeline {
       this.counters.failed++;
       await this.#commit({ op: 'mark', key: doc.key, version: doc.version, status: 'failed', error: reason, metadata }, null, release);
     }
+  }
+
+  /** Queues `change` again after a wait that doubles with each try; returns the wait. */
+  #scheduleRetry(change: Change): number {
+    const key = changeKey(change);
+    const { retry_base_ms, retry_max_ms } = this.#deps.config;
+    const entry = this.#retries.get(key) ?? { attempts: 0, timer: null };
+    if (entry.timer) clearTimeout(entry.timer);
+    const delay = Math.min(retry_max_ms, retry_base_ms * 2 ** entry.attempts);
+    entry.attempts++;
+    entry.timer = setTimeout(() => {
+      entry.timer = null;
+      void this.enqueue([change]);
+    }, delay);
+    entry.timer.unref();
+    this.#retries.set(key, entry);
+    return delay;
+  }
+
+  #clearRetry(key: string): void {
+    const entry = this.#retries.get(key);
+    if (!entry) return;
+    if (entry.timer) clearTimeout(entry.timer);
+    this.#retries.delete(key);
   }
 
   async #index(doc: SourceDocument, metadata: Metadata, release: () => void, redo: () => void): Promise<void> {
