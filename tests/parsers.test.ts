@@ -117,9 +117,9 @@ describe('text parser', () => {
     await rejectsAsBinary(parse(parser, png, '.txt'), /NUL byte at offset 8/);
   });
 
-  it('claims plain-text, config and source extensions but not csv', () => {
-    for (const ext of ['.txt', '.log', '.json', '.yaml', '.toml', '.ts', '.py', '.rs', '.go', '.sql', '.sh']) assert.ok(parser.extensions.includes(ext), ext);
-    assert.ok(!parser.extensions.includes('.csv'));
+  it('claims plain-text, config and source extensions, but not the formats with a parser of their own', () => {
+    for (const ext of ['.txt', '.log', '.yaml', '.toml', '.ts', '.py', '.rs', '.go', '.sql', '.sh']) assert.ok(parser.extensions.includes(ext), ext);
+    for (const ext of ['.csv', '.json', '.jsonl']) assert.ok(!parser.extensions.includes(ext), ext);
     assert.ok(!parser.extensions.includes('.md'));
   });
 
@@ -329,8 +329,10 @@ describe('parser plugins', () => {
   const registry = new Registry().register(...parserPlugins);
   const ctx = { logger: silentLogger, dataDir: '/tmp/unused' };
 
-  it('registers text, markdown and html with the extensions they claim', async () => {
-    assert.deepEqual(registry.list('parser').map((d) => d.name), ['text', 'markdown', 'html']);
+  it('registers every format, dedicated parsers before text, no extension claimed twice', async () => {
+    const names = registry.list('parser').map((d) => d.name);
+    assert.deepEqual([...names].sort(), ['csv', 'docx', 'eml', 'html', 'json', 'markdown', 'pdf', 'pptx', 'text', 'xlsx']);
+    assert.equal(names.at(-1), 'text', 'text comes last: it takes what no other parser claims');
     const claimed = new Map<string, string>();
     for (const def of registry.list('parser')) {
       const parser = await registry.create('parser', def.name, {}, ctx);

@@ -1,11 +1,30 @@
 /** @module parsers — the parser plugins of this package, for the registry. */
+import { csvParser } from './csv.js';
+import { docxParser } from './docx.js';
+import { emlParser } from './eml.js';
 import { htmlParser } from './html.js';
+import { jsonParser } from './json.js';
 import { markdownParser } from './markdown.js';
+import { pdfParser } from './pdf.js';
+import { pptxParser } from './pptx.js';
 import { textParser } from './text.js';
+import { xlsxParser } from './xlsx.js';
 
+export { csvParser, CsvParser } from './csv.js';
+export { docxParser, DocxParser } from './docx.js';
+export { emlParser, EmlParser } from './eml.js';
 export { htmlParser, HtmlParser, sniffHtmlCharset } from './html.js';
+export { jsonParser, JsonParser } from './json.js';
 export { markdownParser, MarkdownParser } from './markdown.js';
+export { pdfParser, PdfParser } from './pdf.js';
+export { pptxParser, PptxParser } from './pptx.js';
 export { textParser, TextParser } from './text.js';
+export { xlsxParser, XlsxParser } from './xlsx.js';
 export { decodeText } from './decode.js';
+export { checkZip } from './zip-limits.js';
 
-export const parserPlugins = [textParser, markdownParser, htmlParser] as const;
+/**
+ * Every parser plugin. When two claim an extension the first one listed wins, so the
+ * dedicated formats come before `text`, which also serves files no parser claims.
+ */
+export const parserPlugins = [pdfParser, docxParser, pptxParser, xlsxParser, csvParser, emlParser, jsonParser, markdownParser, htmlParser, textParser] as const;

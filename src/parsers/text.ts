@@ -6,15 +6,15 @@ import { decodeText, isBlank } from './decode.js';
 
 /**
  * What the text parser claims by default: prose formats whose markup reads fine as is, config
- * and data formats, and source code. Left out on purpose: `.csv`/`.tsv` (a table parser does
- * better), `.env` (secrets), `.svg` (path data is noise), files without an extension
+ * and data formats, and source code. Left out on purpose: `.csv`/`.tsv` and `.json`/`.jsonl`/
+ * `.ndjson` (their own parsers do better), `.env` (secrets), `.svg` (path data is noise), files without an extension
  * (too often executables; add `''` to `extensions` to take them).
  */
 export const TEXT_EXTENSIONS: readonly string[] = [
   // prose
   '.txt', '.text', '.log', '.rst', '.adoc', '.asciidoc', '.org', '.tex', '.bib', '.srt', '.vtt',
   // config and data
-  '.json', '.jsonl', '.ndjson', '.json5', '.yaml', '.yml', '.toml', '.ini', '.cfg', '.conf', '.properties', '.xml', '.graphql', '.proto',
+  '.json5', '.yaml', '.yml', '.toml', '.ini', '.cfg', '.conf', '.properties', '.xml', '.graphql', '.proto',
   // source code
   '.ts', '.tsx', '.mts', '.cts', '.js', '.jsx', '.mjs', '.cjs', '.py', '.pyi', '.rb', '.php', '.pl', '.lua', '.r', '.jl',
   '.rs', '.go', '.java', '.kt', '.kts', '.scala', '.groovy', '.gradle', '.cs', '.fs', '.swift', '.m', '.mm', '.dart',
