@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { createDeflateRaw } from 'node:zlib';
+import { makePdf } from './helpers/pdf.js';
+import { makeZipBomb } from './helpers/zip-bomb.js';
 import JSZip from 'jszip';
 import { LivedexError } from '../src/core/errors.js';
 import type { ParsedPart, Parser } from '../src/core/types.js';
@@ -38,69 +39,7 @@ async function assertFails(promise: Promise<unknown>, reason: RegExp): Promise<v
 
 const text = (parts: ParsedPart[]) => parts.map((p) => p.text).join('\n');
 
-/** A minimal PDF with one page per entry of `pages` (null = a page without any text). */
-function makePdf(pages: (string | null)[]): Uint8Array {
-  const objects: string[] = [];
-  const kids = pages.map((_, i) => `${4 + i * 2} 0 R`).join(' ');
-  objects.push('<< /Type /Catalog /Pages 2 0 R >>');
-  objects.push(`<< /Type /Pages /Kids [${kids}] /Count ${pages.length} >>`);
-  objects.push('<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>');
-  pages.forEach((t, i) => {
-    objects.push(`<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents ${5 + i * 2} 0 R >>`);
-    const stream = t === null ? '' : `BT /F1 12 Tf 72 720 Td (${t}) Tj ET`;
-    objects.push(`<< /Length ${stream.length} >>\nstream\n${stream}\nendstream`);
-  });
-  let out = '%PDF-1.4\n';
-  const offsets: number[] = [];
-  objects.forEach((o, i) => {
-    offsets.push(out.length);
-    out += `${i + 1} 0 obj\n${o}\nendobj\n`;
-  });
-  const xref = out.length;
-  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n${offsets.map((o) => `${String(o).padStart(10, '0')} 00000 n \n`).join('')}`;
-  out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
-  return Buffer.from(out, 'latin1');
-}
 
-/** A real zip bomb: one entry of `mib` MiB of zeros, DEFLATE level 9, written by hand (deflated in a stream). */
-async function makeZipBomb(entry: string, mib: number): Promise<Uint8Array> {
-  const deflate = createDeflateRaw({ level: 9 });
-  const chunks: Buffer[] = [];
-  deflate.on('data', (c: Buffer) => chunks.push(c));
-  const ended = new Promise((r) => deflate.on('end', r));
-  const zeros = Buffer.alloc(1 << 20);
-  for (let i = 0; i < mib; i++) if (!deflate.write(zeros)) await new Promise((r) => deflate.once('drain', r));
-  deflate.end();
-  await ended;
-  const data = Buffer.concat(chunks);
-  const name = Buffer.from(entry);
-  const size = mib * 1024 * 1024;
-  const local = Buffer.alloc(30);
-  local.writeUInt32LE(0x04034b50, 0);
-  local.writeUInt16LE(20, 4);
-  local.writeUInt16LE(8, 8);
-  local.writeUInt32LE(0, 14); // CRC: never reached, the declared sizes stop it first
-  local.writeUInt32LE(data.length, 18);
-  local.writeUInt32LE(size, 22);
-  local.writeUInt16LE(name.length, 26);
-  const central = Buffer.alloc(46);
-  central.writeUInt32LE(0x02014b50, 0);
-  central.writeUInt16LE(20, 4);
-  central.writeUInt16LE(20, 6);
-  central.writeUInt16LE(8, 10);
-  central.writeUInt32LE(data.length, 20);
-  central.writeUInt32LE(size, 24);
-  central.writeUInt16LE(name.length, 28);
-  central.writeUInt32LE(0, 42);
-  const cdOffset = local.length + name.length + data.length;
-  const eocd = Buffer.alloc(22);
-  eocd.writeUInt32LE(0x06054b50, 0);
-  eocd.writeUInt16LE(1, 8);
-  eocd.writeUInt16LE(1, 10);
-  eocd.writeUInt32LE(central.length + name.length, 12);
-  eocd.writeUInt32LE(cdOffset, 16);
-  return Buffer.concat([local, name, data, central, name, eocd]);
-}
 
 /** A small DOCX with Heading 1/2 paragraphs and a table, built with jszip. */
 async function makeDocx(): Promise<Uint8Array> {

@@ -1,0 +1,80 @@
+/**
+ * Parsing throughput: files/s per format on the shared corpus, 50 generated PDFs with 1 worker
+ * against 2 (same run), and a 100-page PDF from write to queryable. `npm run bench:parse`
+ */
+import { cp, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { extname, join, resolve } from 'node:path';
+import { silentLogger } from '../src/core/log.js';
+import { parseConfig, serve } from '../src/livedex.js';
+import { makePdf } from '../tests/helpers/pdf.js';
+import { arg, postJson } from './lib.js';
+
+const corpus = resolve(arg('corpus', new URL('../../shared/data/docs', import.meta.url).pathname));
+const work = join(new URL('.', import.meta.url).pathname, '.cache', 'parse');
+await rm(work, { recursive: true, force: true });
+await mkdir(work, { recursive: true });
+const rssMb = () => process.resourceUsage().maxRSS / 1024;
+
+/** Indexes `folder` from scratch with `workers` parse workers; returns the seconds to ready. */
+async function indexOnce(folder: string, workers: number): Promise<{ seconds: number; failed: number; chunks: number }> {
+  const dataDir = join(work, `data-${workers}-${Math.random().toString(36).slice(2)}`);
+  const config = parseConfig({ data_dir: dataDir, port: 0, sources: [{ fs: { path: folder, reconcile_interval_s: 0 } }], sandbox: { workers } });
+  const t = performance.now();
+  const server = await serve(config, { logger: silentLogger });
+  await server.ready;
+  const seconds = (performance.now() - t) / 1000;
+  const s = await server.index.status();
+  await server.close();
+  return { seconds, failed: s.documents.failed, chunks: s.chunks };
+}
+
+// 1. Files/s per format: each format's files of the shared corpus in a folder of their own.
+const byFormat = new Map<string, string[]>();
+for (const name of await readdir(corpus)) {
+  const ext = extname(name).toLowerCase();
+  if (!ext || name === 'MANIFEST.md') continue;
+  byFormat.set(ext, [...(byFormat.get(ext) ?? []), name]);
+}
+console.log(`shared corpus (${corpus}), 2 workers:`);
+for (const [ext, names] of [...byFormat].sort()) {
+  const folder = join(work, `corpus${ext.replace('.', '-')}`);
+  await mkdir(folder);
+  let bytes = 0;
+  for (const n of names) {
+    await cp(join(corpus, n), join(folder, n));
+    bytes += (await stat(join(corpus, n))).size;
+  }
+  const r = await indexOnce(folder, 2);
+  console.log(`  ${ext.padEnd(6)} ${names.length} files, ${(bytes / 1024 / 1024).toFixed(1)} MB: ${r.seconds.toFixed(2)} s to ready (${(names.length / r.seconds).toFixed(1)} files/s, ${r.failed} failed, ${r.chunks} chunks)`);
+}
+
+// 2. 50 PDFs of 20 pages each: 1 worker against 2.
+const pdfs = join(work, 'pdfs');
+await mkdir(pdfs);
+const sentence = (i: number, p: number) => `Report ${i} page ${p}: the committee reviewed item ${i * 100 + p} and recorded its findings in detail.`;
+for (let i = 0; i < 50; i++) {
+  const pages = Array.from({ length: 20 }, (_, p) => Array.from({ length: 40 }, (_, l) => `${sentence(i, p)} line ${l}`).join('\n'));
+  await writeFile(join(pdfs, `report-${i}.pdf`), makePdf(pages));
+}
+const one = await indexOnce(pdfs, 1);
+const two = await indexOnce(pdfs, 2);
+console.log(`50 PDFs × 20 pages: 1 worker ${one.seconds.toFixed(2)} s (${(1000 / one.seconds).toFixed(0)} pages/s), 2 workers ${two.seconds.toFixed(2)} s (${(1000 / two.seconds).toFixed(0)} pages/s): ${(one.seconds / two.seconds).toFixed(2)}× faster with 2`);
+
+// 3. A 100-page PDF, from write to queryable, on a running server.
+const live = join(work, 'live');
+await mkdir(live);
+await writeFile(join(live, 'seed.txt'), 'seed\n');
+const server = await serve(parseConfig({ data_dir: join(work, 'data-live'), port: 0, sources: [{ fs: { path: live, reconcile_interval_s: 0 } }] }), { logger: silentLogger });
+await server.ready;
+const token = `hundredpagetoken${Date.now()}`;
+const pages = Array.from({ length: 100 }, (_, p) => Array.from({ length: 40 }, (_, l) => `${sentence(7, p)} line ${l}${p === 99 && l === 39 ? ` ${token}` : ''}`).join('\n'));
+const t = performance.now();
+await writeFile(join(live, 'hundred.pdf'), makePdf(pages));
+for (;;) {
+  const hits = await postJson<unknown[]>(new URL('/v1/retrieve', server.url).toString(), { query: token, k: 1, mode: 'bm25' });
+  if (hits.length > 0) break;
+  await new Promise((r) => setTimeout(r, 10));
+}
+console.log(`100-page PDF: write → queryable ${((performance.now() - t) / 1000).toFixed(2)} s`);
+await server.close();
+console.log(`peak RSS of this process: ${rssMb().toFixed(0)} MB (parse workers are threads of it)`);
