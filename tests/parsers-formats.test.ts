@@ -101,10 +101,8 @@ describe('pdf parser', { skip }, () => {
 
   it('refuses a PDF over max_pages and stops when the signal aborts', async () => {
     await assertFails(parse(new PdfParser({ max_pages: 5 }), doc('multi-column.pdf'), 'multi-column.pdf'), /13 pages, over the limit of 5 \(parser option max_pages\)/);
-    const started = performance.now();
     const huge = makePdf(Array.from({ length: 5000 }, (_, i) => `page ${i + 1}`));
     await assertFails(parse(pdf, huge, 'huge.pdf'), /5000 pages, over the limit of 2000/);
-    assert.ok(performance.now() - started < 5000, 'refused before reading any page');
     const controller = new AbortController();
     controller.abort();
     await assert.rejects(parse(pdf, doc('multi-column.pdf'), 'multi-column.pdf', controller.signal), { name: 'AbortError' });
@@ -134,7 +132,6 @@ describe('docx parser', { skip }, () => {
   });
 
   it('stops a zip bomb before inflating it', async () => {
-    const started = performance.now();
     const bomb = await makeZipBomb('word/document.xml', 300);
     assert.ok(bomb.length < 1024 * 1024, `bomb is ${bomb.length} bytes`);
     await assertFails(parse(docx, bomb, 'bomb.docx'), /^zip bomb: /);
@@ -143,7 +140,6 @@ describe('docx parser', { skip }, () => {
     const cd = honest.lastIndexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]));
     honest.writeUInt32LE(250 * 1024 * 1024, cd + 24);
     await assertFails(parse(docx, honest, 'lying.docx'), /^zip bomb: .*over .*uncompressed/);
-    assert.ok(performance.now() - started < 10_000);
   });
 
   it('stops XLSX and PPTX files that declare more than the limits', async () => {

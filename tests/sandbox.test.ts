@@ -77,13 +77,14 @@ describe('parse sandbox', () => {
 
     it('stops an endless loop at its time limit while the other worker goes on parsing', async () => {
       const start = performance.now();
-      const looping = failure(parse(sandbox, 'loop', 'x'));
+      let loopEnded = false;
+      const looping = failure(parse(sandbox, 'loop', 'x')).finally(() => (loopEnded = true));
       const parts = await parse(sandbox, 'text', 'meanwhile');
       assert.deepEqual(parts, [{ text: 'meanwhile', metadata: {} }]);
-      assert.ok(elapsed(start) < 800, `the concurrent parse took ${elapsed(start)} ms`);
+      assert.equal(loopEnded, false, 'the other parse finished while the loop was still running');
 
       assertParseFailed(await looping, 'parsing timed out after 1 s (sandbox.timeout_ms)');
-      assert.ok(elapsed(start) >= 1_000 && elapsed(start) < 3_000, `stopped after ${elapsed(start)} ms`);
+      assert.ok(elapsed(start) >= 1_000, `not stopped before its limit (${elapsed(start)} ms)`);
       assert.deepEqual(await parse(sandbox, 'text', 'after the loop'), [{ text: 'after the loop', metadata: {} }]);
     });
 
@@ -197,10 +198,9 @@ describe('parse sandbox', () => {
         const cancelled = await second;
         assert.equal(cancelled.name, 'AbortError');
 
-        const start = performance.now();
+        // The loop never ends by itself: only the abort can settle it.
         running.abort(new Error('shutting down'));
         assert.equal((await first).message, 'shutting down');
-        assert.ok(elapsed(start) < 500, `the running job stopped after ${elapsed(start)} ms`);
 
         assert.deepEqual(await parse(sandbox, 'text', 'after the abort'), [{ text: 'after the abort', metadata: {} }]);
         const aborted = AbortSignal.abort();
@@ -215,9 +215,7 @@ describe('parse sandbox', () => {
       const running = failure(parse(sandbox, 'slow', '5000'));
       const queued = failure(parse(sandbox, 'text', 'queued'));
       await new Promise((resolve) => setTimeout(resolve, 100));
-      const start = performance.now();
       await sandbox.close();
-      assert.ok(elapsed(start) < 1_000, `close took ${elapsed(start)} ms`);
       assertParseFailed(await running, 'the parse sandbox was closed');
       assertParseFailed(await queued, 'the parse sandbox was closed');
       assertParseFailed(await failure(parse(sandbox, 'text', 'late')), 'the parse sandbox is closed');
