@@ -78,10 +78,12 @@ export class ParseSandbox {
     this.#logger = logger;
     this.#pool = new Piscina({
       filename: WORKER_MODULE.href,
-      // A fixed pool: a worker that is terminated (timeout, abort) or dies (OOM, crash) is replaced at once.
-      minThreads: this.config.workers,
+      // Workers start when there is something to parse (a restart that parses nothing starts
+      // none) and leave after a minute idle, returning the memory their parsers took. One that
+      // is terminated (timeout, abort) or dies (OOM, crash) is replaced by the next job.
+      minThreads: 0,
       maxThreads: this.config.workers,
-      idleTimeout: Infinity,
+      idleTimeout: 60_000,
       // Between jobs piscina would block idle workers in Atomics.wait, which also freezes any
       // timer or stream a parser left behind; a plain message loop costs little next to a parse.
       atomics: 'disabled',
