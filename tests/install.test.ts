@@ -36,13 +36,11 @@ describe('the installed command', () => {
         });
         void exited.then((code) => reject(new Error(`exited ${code}: ${err}`)));
       });
-      let hits: Array<{ text: string; metadata: { path: string }; dist: number }> = [];
-      for (let i = 0; i < 100 && hits.length === 0; i++) {
-        const res = await fetch(`${url}/v1/retrieve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: 'What happens when a file is deleted?', k: 2 }) });
-        assert.equal(res.status, 200);
-        hits = (await res.json()) as typeof hits;
-        if (hits.length === 0) await new Promise((r) => setTimeout(r, 100));
-      }
+      // Ready once the folder's first sync is indexed.
+      for (let i = 0; i < 600 && (await fetch(`${url}/readyz`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+      const res = await fetch(`${url}/v1/retrieve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: 'What happens when a file is deleted?', k: 2 }) });
+      assert.equal(res.status, 200);
+      const hits = (await res.json()) as Array<{ text: string; metadata: { path: string }; dist: number }>;
       assert.equal(hits.length, 2);
       assert.equal(hits[0]!.metadata.path, 'examples/docs/faq.txt');
     } finally {
