@@ -7,20 +7,11 @@ import { createLogger } from '../src/core/log.js';
 import type { VectorIndexContext } from '../src/core/registry.js';
 import { HnswIndex, hnswIndexPlugin, type HnswOptions } from '../src/indexes/hnsw.js';
 import { vectorIndexPlugins } from '../src/indexes/index.js';
+// Deterministic vectors (mulberry32), so that failures reproduce.
+import { rng } from './helpers/engine-fixtures.js';
 
 const DIM = 32;
 
-/** Deterministic vectors (mulberry32), so that failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function vectors(n: number, seed = 1, dim = DIM): Float32Array[] {
   const r = rng(seed);
