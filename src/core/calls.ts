@@ -1,7 +1,7 @@
 /** @module core/calls — every model call goes through one machine: cache → batch → limit → retry → timeout → call. */
-import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { describeError, LivedexError } from './errors.js';
+import { sha256 } from './hash.js';
 import type { Embedder, Logger } from './types.js';
 
 // ───────────────────────────── options ─────────────────────────────
@@ -306,7 +306,7 @@ interface Entry<I, O> {
   reject(err: unknown): void;
 }
 
-const defaultKey = (item: unknown) => hash('sha256', typeof item === 'string' ? item : JSON.stringify(item));
+const defaultKey = (item: unknown) => sha256(typeof item === 'string' ? item : JSON.stringify(item));
 const defaultTokens = (item: unknown) => Math.ceil((typeof item === 'string' ? item : JSON.stringify(item)).length / 4);
 
 /**
@@ -610,7 +610,7 @@ export interface CallingEmbedder extends Embedder {
 }
 
 /** Text hashes as the pipeline computes them, so a store-backed cache can use its own keys. */
-const textKey = (text: string) => hash('sha256', text);
+const textKey = (text: string) => sha256(text);
 
 /** How queries differ from documents: a person waits for them, so they fail over to BM25 fast. */
 export const QUERY_DEFAULTS = { max_attempts: 2, timeout_ms: 15_000, retry_max_ms: 1000 } as const;

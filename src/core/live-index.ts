@@ -318,9 +318,8 @@ export class LiveIndex implements LiveIndexApi {
       this.#snapshotTimer.unref();
     }
     for (const [i, ref] of config.sources.entries()) {
-      // The data dir may sit inside a watched folder; never index our own files.
-      const options = ref.name === 'fs' ? { exclude_dirs: [dataDir], ...ref.options } : ref.options;
-      const source = await registry.create('source', ref.name, options, { logger, dataDir }, `sources[${i}].${ref.name}`);
+      // Sources get the data dir in their context (the folder source never indexes it).
+      const source = await registry.create('source', ref.name, ref.options, { logger, dataDir }, `sources[${i}].${ref.name}`);
       this.#sources.push(source);
     }
     await Promise.all(this.#sources.map((s) => s.start(this.#sourceContext(s))));

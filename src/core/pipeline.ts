@@ -1,9 +1,9 @@
 /** @module core/pipeline — change → parse → split → diff → embed → commit, with a bounded, coalescing queue. */
-import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { extname } from 'node:path';
 import type { CommitResult, DocumentOp, Engine } from '../engine/types.js';
 import { isTransientCallError } from './calls.js';
+import { sha256 } from './hash.js';
 import type { Catalog } from './catalog.js';
 import type { PipelineConfig } from './config.js';
 import { describeError, LivedexError } from './errors.js';
@@ -49,8 +49,6 @@ interface PendingCommit {
   resolve(): void;
   reject(err: unknown): void;
 }
-
-export const sha256 = (data: Uint8Array | string): string => createHash('sha256').update(data).digest('hex');
 
 function changeKey(change: Change): string {
   return change.kind === 'upsert' ? change.doc.key : change.key;
