@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createLogger } from '../src/core/log.js';
-import type { Change, SourceContext, SourceDocument } from '../src/core/types.js';
+import type { Change, SourceContext, SourceDocument, SourceHealth } from '../src/core/types.js';
 import { FolderSource, fsSourcePlugin, type FsSourceOptions } from '../src/sources/fs/index.js';
 import { sourcePlugins } from '../src/sources/index.js';
 
@@ -22,6 +22,11 @@ class Recorder implements SourceContext {
     write: (line) => this.warnings.push((JSON.parse(line) as { msg: string }).msg),
   });
   #cursor: string | null = null;
+  readonly health: SourceHealth[] = [];
+
+  reportHealth(health: SourceHealth): void {
+    this.health.push(health);
+  }
 
   constructor(versions: Map<string, string> = new Map()) {
     this.versions = new Map(versions);
@@ -159,6 +164,20 @@ describe('folder source (fs)', () => {
     });
     assert.ok(Number.isInteger(doc.metadata.created_at));
     assert.equal(new TextDecoder().decode(await doc.read()), 'bee');
+    assert.deepEqual(ctx.health.at(-1), { state: 'idle' });
+  });
+
+  it('reports an unreachable folder as an error in its health, and recovers once it is back', async () => {
+    const dir = await folder({ 'here.md': 'here' });
+    const { source, ctx } = await started({ path: dir });
+    await rename(dir, `${dir}-away`);
+    await source.reconcile();
+    assert.equal(ctx.health.at(-1)?.state, 'error');
+    assert.match(String(ctx.health.at(-1)?.error), /folder not reachable/);
+    await rename(`${dir}-away`, dir);
+    await source.reconcile();
+    assert.deepEqual(ctx.health.at(-1), { state: 'idle' });
+    assert.deepEqual(upserts(ctx.changes), [`${dir}/here.md`]);
   });
 
   it('joins a relative folder path into relative POSIX keys', async () => {

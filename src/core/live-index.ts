@@ -26,6 +26,8 @@ import type {
   RetrieveRequest,
   Source,
   SourceContext,
+  SourceHealth,
+  SourceStatus,
   Splitter,
   Statistics,
   VectorIndex,
@@ -85,6 +87,7 @@ export class LiveIndex implements LiveIndexApi {
   readonly #opts: LiveIndexOptions;
   readonly #lock = new RwLock();
   readonly #sources: Source[] = [];
+  readonly #health = new Map<string, SourceStatus>();
   readonly #queryVectors = new Map<string, Float32Array>();
   readonly #abort = new AbortController();
   #ready = false;
@@ -320,7 +323,11 @@ export class LiveIndex implements LiveIndexApi {
     for (const [i, ref] of config.sources.entries()) {
       // Sources get the data dir in their context (the folder source never indexes it).
       const source = await registry.create('source', ref.name, ref.options, { logger, dataDir }, `sources[${i}].${ref.name}`);
+      if (this.#sources.some((s) => s.id === source.id)) {
+        throw new LivedexError('config_error', `sources[${i}].${ref.name}: another source already has the id ${JSON.stringify(source.id)}; give one of them a different name`);
+      }
       this.#sources.push(source);
+      this.#health.set(source.id, { id: source.id, state: 'syncing', error: null, last_sync_at: null, failures: 0 });
     }
     await Promise.all(this.#sources.map((s) => s.start(this.#sourceContext(s))));
     await this.pipeline.idle();
@@ -343,9 +350,24 @@ export class LiveIndex implements LiveIndexApi {
       },
       getCursor: () => engine.getCursor(source.id),
       setCursor: (value) => engine.setCursor(source.id, value),
+      reportHealth: (health) => this.#reportHealth(source.id, health),
       logger: this.#opts.logger,
       signal: this.#abort.signal,
     };
+  }
+
+  #reportHealth(id: string, health: SourceHealth): void {
+    const prev = this.#health.get(id) ?? { id, state: 'syncing' as const, error: null, last_sync_at: null, failures: 0 };
+    const failed = health.state === 'error';
+    if (failed && prev.state !== 'error') this.#opts.logger.warn('source failing', { source: id, error: health.error ?? null });
+    if (!failed && prev.state === 'error') this.#opts.logger.info('source recovered', { source: id });
+    this.#health.set(id, {
+      id,
+      state: health.state,
+      error: failed ? (health.error ?? 'unknown error') : null,
+      last_sync_at: health.last_sync_at ?? (health.state === 'idle' ? Math.floor(Date.now() / 1000) : prev.last_sync_at),
+      failures: failed ? prev.failures + 1 : 0,
+    });
   }
 
   /** Asks every source to reconcile now and waits until the changes it found are indexed. */
@@ -488,6 +510,7 @@ export class LiveIndex implements LiveIndexApi {
       queue: { depth: this.pipeline.depth, inFlight: this.pipeline.inFlight },
       lastSeq: s.lastSeq,
       model: this.model,
+      sources: [...this.#health.values()].map((h) => ({ ...h })),
     };
   }
 

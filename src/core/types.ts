@@ -41,8 +41,31 @@ export interface SourceContext {
   emit(changes: Change[]): Promise<void>;
   getCursor(): Promise<string | null>;
   setCursor(value: string): Promise<void>;
+  /**
+   * Tells operators how the source is doing (shown in `status().sources`): call it with
+   * `state: 'error'` and the reason when the service fails (the source keeps retrying), and
+   * with `'idle'` once a sync succeeds. Never put credentials in `error`.
+   */
+  reportHealth(health: SourceHealth): void;
   logger: Logger;
   signal: AbortSignal;
+}
+
+/** How a source is doing, as its plugin reports it. */
+export interface SourceHealth {
+  /** `syncing`: listing or following changes; `idle`: caught up; `error`: the last try failed. */
+  state: 'syncing' | 'idle' | 'error';
+  /** The reason of the last failure (no credentials), null once a try succeeds. */
+  error?: string | null;
+  /** Unix seconds of the last sync that succeeded. */
+  last_sync_at?: number | null;
+}
+
+/** A source in `status()`: its id, its reported health and its stored cursor. */
+export interface SourceStatus extends SourceHealth {
+  id: string;
+  /** Consecutive failures since the last success. */
+  failures: number;
 }
 
 /** Turns the outside world into a stream of `Change`s. */
@@ -206,6 +229,8 @@ export interface IndexStatus {
   lastSeq: number;
   /** The embedding model serving queries and, during a model change, the one being built. */
   model: { active: string; building: { model: string; done: number; total: number } | null };
+  /** Every configured source with its health. */
+  sources: SourceStatus[];
 }
 
 /** What the REST server, MCP and CLI see of a live index. */
@@ -217,4 +242,49 @@ export interface LiveIndexApi {
   getDocument(key: string): Promise<DocumentInfo | null>;
   /** True once the first reconcile of every source has been indexed. */
   isReady(): boolean;
+}
+
+// ───────────────────────────── answers ─────────────────────────────
+
+/** A question to answer from the index (Pathway's `/v2/answer` fields, in camel case). */
+export interface AnswerRequest {
+  prompt: string;
+  /** JMESPath metadata filter applied inside retrieval. */
+  metadataFilter?: string | null;
+  filepathGlobpattern?: string | null;
+  /** Chat model name; the configured default when absent. */
+  model?: string | null;
+  returnContextDocs?: boolean;
+}
+
+/** A context document the answer may cite as `[n]` (n = position + 1). */
+export interface ContextDoc extends Hit {
+  /** The citation number used in the answer text. */
+  ref: number;
+}
+
+export interface AnswerResult {
+  response: string;
+  /** Citation numbers the answer used, each mapping to `context_docs[ref - 1]`. */
+  citations: number[];
+  /** Only when `returnContextDocs`; always computed. */
+  context_docs?: ContextDoc[];
+  usage: { prompt_tokens: number; completion_tokens: number; calls: number };
+}
+
+/** Streaming pieces of an answer: tokens as they come, then the citations and usage. */
+export type AnswerEvent =
+  | { type: 'token'; text: string }
+  | { type: 'done'; result: AnswerResult };
+
+export interface SummarizeRequest {
+  textList: string[];
+  model?: string | null;
+}
+
+/** Question answering over a live index; absent when no chat model is configured. */
+export interface AnswerApi {
+  answer(req: AnswerRequest, signal?: AbortSignal): Promise<AnswerResult>;
+  answerStream(req: AnswerRequest, signal?: AbortSignal): AsyncIterable<AnswerEvent>;
+  summarize(req: SummarizeRequest, signal?: AbortSignal): Promise<string>;
 }

@@ -70,6 +70,7 @@ export function createStubIndex(): StubIndex {
         queue: { depth: stub.ready ? 0 : 2, inFlight: 0 },
         lastSeq: 7,
         model: { active: 'hashing:v2:384', building: null },
+        sources: [{ id: 'fs:/stub', state: 'idle', error: null, last_sync_at: 1700000500, failures: 0 }],
       };
     },
 

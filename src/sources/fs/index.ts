@@ -243,6 +243,7 @@ export class FolderSource implements Source {
     } catch (err) {
       // A vanished or unmounted root must not wipe the index; the watcher reports real deletions.
       ctx.logger.warn('folder is not reachable; reconcile skipped', { source: this.id, error: describeError(err) });
+      ctx.reportHealth({ state: 'error', error: `folder not reachable: ${describeError(err)}` });
       return;
     }
     const started = Date.now();
@@ -272,6 +273,7 @@ export class FolderSource implements Source {
     this.#known.clear();
     for (const [key, version] of known) this.#known.set(key, version);
     await this.#emit(changes);
+    ctx.reportHealth({ state: 'idle' });
     ctx.logger.debug('folder reconciled', {
       source: this.id,
       files: listed.size,
