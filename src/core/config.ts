@@ -22,7 +22,7 @@ export const PluginRef = z
   });
 export type PluginRef = z.output<typeof PluginRef>;
 
-export const RetrievalConfig = z.object({
+export const RetrievalConfig = z.strictObject({
   default_k: z.number().int().min(1).default(3).describe('k when a request gives none'),
   max_k: z.number().int().min(1).default(1000).describe('largest k a request may ask for'),
   default_mode: z.enum(['hybrid', 'vector', 'bm25']).default('hybrid'),
@@ -37,7 +37,7 @@ export const RetrievalConfig = z.object({
   candidates: z.number().int().min(1).default(50).describe('hits fetched from each leg before fusion (at least k)'),
 });
 
-export const PipelineConfig = z.object({
+export const PipelineConfig = z.strictObject({
   concurrency: z.number().int().min(1).default(4).describe('documents processed at once'),
   queue_size: z.number().int().min(16).default(2048).describe('changes held before sources are slowed down'),
   max_file_bytes: z.number().int().min(1).default(32 * 1024 * 1024).describe('larger files are marked failed'),
@@ -49,7 +49,7 @@ export const PipelineConfig = z.object({
   retry_max_ms: z.number().int().min(1).default(600_000).describe('longest wait between such tries (the wait doubles up to it)'),
 });
 
-export const LivedexConfig = z.object({
+export const LivedexConfig = z.strictObject({
   data_dir: z.string().default('./.livedex'),
   host: z.string().default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(8000),
