@@ -165,7 +165,8 @@ export interface ChildServer {
 
 /** Runs the real CLI (`src/cli.ts` through tsx) as a child process. */
 export function runCli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): ChildServer {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), ...args], {
+  // tsx resolved from the repository, so the CLI also runs from a cwd outside it.
+  const proc = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/cli.ts'), ...args], {
     cwd: opts.cwd ?? ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,115 @@
+/**
+ * App templates: `livedex init` copies one, `livedex serve --config app.yaml` runs it, and a
+ * typo in an app file fails with the file, line and path at fault.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { loadConfigFile } from '../src/config-file.js';
+import { listTemplates } from '../src/init.js';
+import { builtinRegistry } from '../src/plugins.js';
+import { retrieve, ROOT, runCli, tempDir, waitFor, type ChildServer } from './helpers/livedex.js';
+
+async function finish(child: ChildServer): Promise<{ code: number | null; out: string; err: string }> {
+  const code = await child.exited;
+  return { code, out: child.stdout.join(''), err: child.stderr.join('') };
+}
+
+/** The built bin, as a fresh clone has it after `npm install`. */
+function bin(args: string[], cwd: string, env: Record<string, string> = {}): ChildServer {
+  const proc = spawn(process.execPath, [join(ROOT, 'dist/cli.js'), ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const url = new Promise<string>((resolve, reject) => {
+    proc.stdout.setEncoding('utf8').on('data', (c: string) => {
+      stdout.push(c);
+      const m = /serving .* at (http:\/\/\S+)/.exec(stdout.join(''));
+      if (m) resolve(m[1]!);
+    });
+    proc.on('exit', (code) => reject(new Error(`exited ${code}: ${stderr.join('')}`)));
+  });
+  url.catch(() => {});
+  proc.stderr.setEncoding('utf8').on('data', (c: string) => stderr.push(c));
+  const exited = new Promise<number | null>((res) => proc.on('exit', (code) => res(code)));
+  return { proc, url, stdout, stderr, exited };
+}
+
+describe('templates and livedex init', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  const children: ChildServer[] = [];
+  after(async () => {
+    for (const c of children) if (c.proc.exitCode === null) c.proc.kill('SIGKILL');
+    for (const c of cleanups) await c();
+  });
+
+  it('every template has an app.yaml that validates and a README that says how to run it', async () => {
+    const templates = listTemplates();
+    assert.ok(templates.some((t) => t.name === 'document-store'));
+    for (const t of templates) {
+      // Every ${VAR} of a template has a default: it validates with an empty environment.
+      await loadConfigFile(join(ROOT, 'templates', t.name, 'app.yaml'), { env: {}, registry: builtinRegistry() });
+      const readme = await readFile(join(ROOT, 'templates', t.name, 'README.md'), 'utf8');
+      assert.match(readme, new RegExp(`livedex init ${t.name}`), `${t.name}/README.md shows livedex init`);
+      assert.match(readme, /livedex serve --config app\.yaml|livedex mcp/, `${t.name}/README.md shows how to run it`);
+    }
+    const listed = await finish(runCli(['init']));
+    assert.equal(listed.code, 0, listed.err);
+    for (const t of templates) assert.match(listed.out, new RegExp(`^  ${t.name} `, 'm'));
+  });
+
+  it('`livedex init document-store demo && cd demo && livedex serve --config app.yaml` serves the template', async () => {
+    assert.ok(existsSync(join(ROOT, 'dist/cli.js')), 'npm install builds dist/');
+    const dir = await tempDir();
+    cleanups.push(dir.cleanup);
+    const init = await finish(bin(['init', 'document-store', 'demo'], dir.path));
+    assert.equal(init.code, 0, init.err);
+    assert.match(init.out, /next:\n {2}cd demo && livedex serve --config app\.yaml/);
+    const demo = join(dir.path, 'demo');
+    assert.ok(existsSync(join(demo, 'app.yaml')) && existsSync(join(demo, 'docs', 'welcome.md')));
+
+    const again = await finish(bin(['init', 'document-store', 'demo'], dir.path));
+    assert.equal(again.code, 2);
+    assert.match(again.err, /exists and is not empty/);
+
+    const server = bin(['serve', '--config', 'app.yaml', '--log-level', 'warn'], demo, { LIVEDEX_PORT: '0' });
+    children.push(server);
+    const url = await server.url;
+    await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200 || undefined, 60_000, 100);
+    const hits = await retrieve(url, { query: 'which formats are indexed', k: 1 });
+    assert.equal(hits[0]?.metadata.path, 'docs/welcome.md');
+    assert.ok(existsSync(join(demo, '.livedex', 'store.sqlite')), 'the data dir of the app file, relative to where it runs');
+    server.proc.kill('SIGTERM');
+    assert.equal(await server.exited, 0);
+  });
+
+  it('an app file with a typo fails with the file, the line and the path inside it', async () => {
+    const dir = await tempDir();
+    cleanups.push(dir.cleanup);
+    const file = join(dir.path, 'app.yaml');
+    await writeFile(file, 'port: 0\nsources:\n  - fs:\n      path: .\n      includes: ["*.md"]\n');
+    const res = await finish(runCli(['serve', '--config', file, '--data-dir', join(dir.path, 'data')]));
+    assert.equal(res.code, 2, res.err);
+    assert.match(res.err, /app\.yaml:4:7: sources\[0\]\.fs: .*includes/);
+  });
+
+  it('flags given on the command line override the app file; APP_CONFIG names it', async () => {
+    const dir = await tempDir();
+    cleanups.push(dir.cleanup);
+    await writeFile(join(dir.path, 'note.md'), '# Note\n\nThe heron stands still in the shallow water.');
+    const file = join(dir.path, 'app.yaml');
+    await writeFile(file, `data_dir: ${join(dir.path, 'from-file')}\nport: 1\nsources:\n  - fs: { path: ${dir.path}, include: ["*.md"] }\n`);
+    const server = runCli(['serve', '--port', '0', '--data-dir', join(dir.path, 'from-flag'), '--log-level', 'warn'], { env: { APP_CONFIG: file } });
+    children.push(server);
+    const url = await server.url;
+    await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200 || undefined, 60_000, 100);
+    const hits = await retrieve(url, { query: 'heron', k: 1 });
+    assert.match(String(hits[0]?.metadata.path), /note\.md$/);
+    assert.ok(existsSync(join(dir.path, 'from-flag', 'store.sqlite')));
+    assert.ok(!existsSync(join(dir.path, 'from-file')));
+    server.proc.kill('SIGTERM');
+    await server.exited;
+  });
+});
