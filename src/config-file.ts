@@ -12,10 +12,11 @@ import { LivedexError } from './core/errors.js';
 import type { PluginKind, Registry } from './core/registry.js';
 
 /** Where the config keys that hold plugin blocks find their plugins. */
-const PLUGIN_KEYS: Record<string, { kind: PluginKind; list: boolean }> = {
+const PLUGIN_KEYS: Record<string, { kind: PluginKind; list: boolean; map?: boolean }> = {
   sources: { kind: 'source', list: true },
   parsers: { kind: 'parser', list: true },
   splitter: { kind: 'splitter', list: false },
+  splitters: { kind: 'splitter', list: false, map: true },
   embedder: { kind: 'embedder', list: false },
   vector_index: { kind: 'vectorIndex', list: false },
 };
@@ -81,17 +82,19 @@ export function parseConfigText(text: string, file: string, opts: LoadConfigOpti
 
   const raw: unknown = doc.toJS() ?? {};
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new LivedexError('config_error', `${file}: the config must be a mapping of settings (found ${found(raw)})`);
-  const fail = (path: readonly PropertyKey[], message: string, value: unknown): never => {
+  const fail = (path: readonly PropertyKey[], message: string, value: unknown, key?: string): never => {
     const yamlPath = path.filter((p): p is string | number => typeof p === 'string' || typeof p === 'number');
-    const node = nearestNode(doc, yamlPath);
+    // An unknown key is shown where it is written, not where its mapping starts.
+    const node = (key !== undefined && keyNode(doc, yamlPath, key)) || nearestNode(doc, yamlPath);
     const shown = formatPath(yamlPath) || '(root)';
-    throw new LivedexError('config_error', `${at(node)}: ${shown}: ${message} (found ${found(value)})`, { field: shown });
+    const detail = key === undefined ? ` (found ${found(value)})` : '';
+    throw new LivedexError('config_error', `${at(node)}: ${shown}: ${message}${detail}`, { field: shown });
   };
 
   const parsed = LivedexConfig.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    fail(issue.path, issue.message, valueAt(raw, issue.path));
+    fail(issue.path, issue.message, valueAt(raw, issue.path), unknownKey(issue));
   }
   if (opts.registry) checkPlugins(raw as Record<string, unknown>, opts.registry, fail);
   return parsed.data!;
@@ -101,12 +104,15 @@ export function parseConfigText(text: string, file: string, opts: LoadConfigOpti
 function checkPlugins(
   raw: Record<string, unknown>,
   registry: Registry,
-  fail: (path: readonly PropertyKey[], message: string, value: unknown) => never,
+  fail: (path: readonly PropertyKey[], message: string, value: unknown, key?: string) => never,
 ): void {
-  for (const [key, { kind, list }] of Object.entries(PLUGIN_KEYS)) {
+  for (const [key, { kind, list, map }] of Object.entries(PLUGIN_KEYS)) {
     const value = raw[key];
     if (value === undefined) continue;
-    const blocks: [PropertyKey[], unknown][] = list && Array.isArray(value) ? value.map((v, i) => [[key, i], v]) : [[[key], value]];
+    const blocks: [PropertyKey[], unknown][] =
+      list && Array.isArray(value) ? value.map((v, i) => [[key, i], v])
+      : map && value !== null && typeof value === 'object' ? Object.entries(value).map(([k, v]) => [[key, k], v])
+      : [[[key], value]];
     for (const [path, block] of blocks) {
       const [name, options, optionsPath] =
         typeof block === 'string' ? [block, {}, path] : (() => {
@@ -122,7 +128,7 @@ function checkPlugins(
       const result = schema!.safeParse(options);
       if (!result.success) {
         const issue = result.error.issues[0]!;
-        fail([...optionsPath, ...issue.path], issue.message, valueAt(options, issue.path));
+        fail([...optionsPath, ...issue.path], issue.message, valueAt(options, issue.path), unknownKey(issue));
       }
     }
   }
@@ -176,6 +182,19 @@ function nearestNode(doc: Document, path: (string | number)[]) {
     if (node && (isScalar(node) || isMap(node) || isSeq(node))) return node;
   }
   return undefined;
+}
+
+/** The node of `key` itself in the mapping at `path`. */
+function keyNode(doc: Document, path: (string | number)[], key: string) {
+  const map = path.length === 0 ? doc.contents : doc.getIn(path, true);
+  if (!isMap(map)) return undefined;
+  const pair = map.items.find((p) => isScalar(p.key) && p.key.value === key);
+  return pair && isScalar(pair.key) ? pair.key : undefined;
+}
+
+/** The first key of an "unrecognized key" issue. */
+function unknownKey(issue: z.core.$ZodIssue): string | undefined {
+  return issue.code === 'unrecognized_keys' ? issue.keys[0] : undefined;
 }
 
 function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {

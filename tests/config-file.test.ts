@@ -83,9 +83,9 @@ describe('YAML app files', () => {
   });
 
   it('rejects a typo in a setting name or a plugin option, naming where it is', () => {
-    assert.match(errorOf('retrieval:\n  default_kk: 3\n'), /^app\.yaml:2:3: retrieval: .*default_kk/);
-    assert.match(errorOf('embeder: hashing\n'), /^app\.yaml:1:1: .*embeder/);
-    assert.match(errorOf('sources:\n  - fs:\n      path: d\n      includ: ["*.md"]\n'), /^app\.yaml:3:7: sources\[0\]\.fs: .*includ/);
+    assert.equal(errorOf('retrieval:\n  default_k: 3\n  default_kk: 3\n'), 'app.yaml:3:3: retrieval: Unrecognized key: "default_kk"');
+    assert.match(errorOf('embeder: hashing\n'), /^app\.yaml:1:1: \(root\): .*"embeder"/);
+    assert.match(errorOf('sources:\n  - fs:\n      path: d\n      includ: ["*.md"]\n'), /^app\.yaml:4:7: sources\[0\]\.fs: .*"includ"$/);
   });
 
   it('names an unknown plugin with the known ones', () => {

@@ -92,7 +92,7 @@ describe('templates and livedex init', () => {
     await writeFile(file, 'port: 0\nsources:\n  - fs:\n      path: .\n      includes: ["*.md"]\n');
     const res = await finish(runCli(['serve', '--config', file, '--data-dir', join(dir.path, 'data')]));
     assert.equal(res.code, 2, res.err);
-    assert.match(res.err, /app\.yaml:4:7: sources\[0\]\.fs: .*includes/);
+    assert.match(res.err, /app\.yaml:5:7: sources\[0\]\.fs: Unrecognized key: "includes"/);
   });
 
   it('flags given on the command line override the app file; APP_CONFIG names it', async () => {
