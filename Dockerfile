@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # livedex: build the Rust engine and the TypeScript, then run on a slim Node LTS image.
 #   docker build -t livedex .
-#   docker run -p 8000:8000 -v "$PWD/docs:/docs:ro" -v livedex-data:/data livedex
+#   docker run -p 8000:8000 -e LIVEDEX_AUTH_TOKEN=<secret> -v "$PWD/docs:/docs:ro" -v livedex-data:/data livedex
 # APP_CONFIG picks the app file (a template under templates/ or one you mount).
 # `tests/dockerfile.test.ts` lints this file and replays its steps without a Docker engine
 # (scripts/docker-dry-run.mjs); lines after a `# dry-run: host` comment provision the system

@@ -210,7 +210,7 @@ async function run(stage, opts) {
   }
   const hits = await fetch(new URL('/v1/retrieve', url), {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...(env.LIVEDEX_AUTH_TOKEN ? { authorization: `Bearer ${env.LIVEDEX_AUTH_TOKEN}` } : {}) },
     body: JSON.stringify({ query: opts.env.DRY_RUN_QUERY ?? 'livedex', k: 3 }),
   }).then((r) => r.json());
   return stop(0, { url, healthcheck: 'ok', hits: hits.map((h) => h.metadata.path) });

@@ -54,7 +54,7 @@ describe('Dockerfile', () => {
     dirs.push(dir);
     const res = spawnSync(
       process.execPath,
-      ['scripts/docker-dry-run.mjs', '--dir', dir, '--mount', 'examples/docs:/docs', '--env', 'LIVEDEX_PORT=0', '--env', 'DRY_RUN_QUERY=architecture'],
+      ['scripts/docker-dry-run.mjs', '--dir', dir, '--mount', 'examples/docs:/docs', '--env', 'LIVEDEX_PORT=0', '--env', 'LIVEDEX_AUTH_TOKEN=dry-run-token-0123456789', '--env', 'DRY_RUN_QUERY=architecture'],
       { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
     );
     assert.equal(res.status, 0, `dry run failed:\n${res.stderr.slice(-4000)}\n${res.stdout}`);
@@ -75,7 +75,7 @@ describe('Dockerfile', () => {
     assert.ok(compose.services.livedex?.volumes?.some((v) => v.endsWith(':/data')));
     const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
     assert.match(readme, /docker build -t livedex \./);
-    assert.match(readme, /docker run .*livedex/);
+    assert.match(readme, /docker run [^\n]*LIVEDEX_AUTH_TOKEN[\s\S]{0,120}-v livedex-data:\/data livedex/);
     assert.match(readme, /docker compose up/);
   });
 });

@@ -9,6 +9,9 @@ export type ErrorCode =
   | 'parse_failed'
   | 'engine_error'
   | 'model_unavailable'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'rate_limited'
   | 'internal';
 
 const STATUS_BY_CODE: Record<ErrorCode, number> = {
@@ -20,6 +23,9 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   parse_failed: 422,
   engine_error: 500,
   model_unavailable: 503,
+  unauthorized: 401,
+  forbidden: 403,
+  rate_limited: 429,
   internal: 500,
 };
 
@@ -50,4 +56,19 @@ export class LivedexError extends Error {
 export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message || err.name;
   return String(err);
+}
+
+/**
+ * True when trying again later may succeed: the error carries `transient: true` (a `CallError`
+ * after 429/5xx/timeouts, a remote parser that did not answer, parse workers that cannot start).
+ * The pipeline keeps such a document pending and tries it again with a growing delay.
+ */
+export function isTransientError(err: unknown): boolean {
+  return err instanceof LivedexError && (err as { transient?: unknown }).transient === true;
+}
+
+/** Flags `err` as transient (see `isTransientError`) and returns it. */
+export function markTransient<E extends LivedexError>(err: E): E {
+  Object.defineProperty(err, 'transient', { value: true, enumerable: true });
+  return err;
 }
