@@ -112,7 +112,8 @@ export function mountSecurity(app: Hono, opts: SecurityOptions): void {
   const limiter = opts.ratePerMinute > 0 ? new RateLimiter(opts.ratePerMinute) : null;
   let inFlight = 0;
   const guard: MiddlewareHandler = async (c, next) => {
-    if (c.req.method === 'OPTIONS' || OPEN_ROUTES.has(c.req.path)) return next();
+    // CORS preflights never get here when CORS is on: its middleware answers them first.
+    if (OPEN_ROUTES.has(c.req.path)) return next();
     let caller = `addr:${clientAddress(c)}`;
     if (opts.tokens.length > 0) {
       const header = c.req.header('authorization') ?? '';
