@@ -158,7 +158,11 @@ export function mountSecurity(app: Hono, opts: SecurityOptions): void {
       throw new LivedexError('invalid_request', `the request body is above the ${opts.maxBodyBytes} bytes limit (limits.max_body_bytes)`, { field: 'body', status: 413 });
     },
   });
-  app.use('*', (c, next) => (c.req.path.startsWith('/v1/documents/') && c.req.method === 'PUT' ? next() : limitBody(c, next)));
+  // Only requests that carry a body are read through the limit (pushed documents have their own).
+  const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+  app.use('*', (c, next) =>
+    !BODY_METHODS.has(c.req.method) || (c.req.method === 'PUT' && c.req.path.startsWith('/v1/documents/')) ? next() : limitBody(c, next),
+  );
 }
 
 /** True for addresses only this machine can reach. */
