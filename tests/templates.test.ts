@@ -11,7 +11,8 @@ import { after, describe, it } from 'node:test';
 import { loadConfigFile } from '../src/config-file.js';
 import { listTemplates } from '../src/init.js';
 import { builtinRegistry } from '../src/plugins.js';
-import { retrieve, ROOT, runCli, tempDir, waitFor, type ChildServer } from './helpers/livedex.js';
+import { parseContext, startFakeChat, type ChatReply, type SeenChatRequest } from './helpers/fake-chat.js';
+import { post, retrieve, ROOT, runCli, tempDir, waitFor, type ChildServer } from './helpers/livedex.js';
 
 async function finish(child: ChildServer): Promise<{ code: number | null; out: string; err: string }> {
   const code = await child.exited;
@@ -84,6 +85,42 @@ describe('templates and livedex init', () => {
     server.proc.kill('SIGTERM');
     assert.equal(await server.exited, 0);
   });
+
+  /** A model that answers only from a context block holding `fact`, citing it; otherwise it calls no_answer. */
+  const answerFrom = (fact: RegExp, answer: string) => (req: SeenChatRequest): ChatReply => {
+    const block = parseContext(req.user).find((b) => fact.test(b.text));
+    return block ? { text: `${answer} [${block.ref}]` } : { toolCall: { name: 'no_answer', arguments: '{"reason":"not in the context"}' } };
+  };
+
+  for (const [template, question, fact, answer, cited] of [
+    ['question-answering', 'How long do refunds take?', /five business days/, 'Refunds take five business days', 'docs/refunds.md'],
+    ['adaptive-rag', 'Which plan includes single sign-on?', /Single sign-on \(SSO\)/, 'The Enterprise plan includes SSO', 'docs/plans.md'],
+  ] as const) {
+    it(`the ${template} template answers with citations from its docs (against a fake chat server)`, async () => {
+      const chat = await startFakeChat({ respond: answerFrom(fact, answer), apiKey: 'sk-template' });
+      cleanups.push(() => chat.close());
+      const dir = await tempDir();
+      cleanups.push(dir.cleanup);
+      const init = await finish(runCli(['init', template, 'app'], { cwd: dir.path }));
+      assert.equal(init.code, 0, init.err);
+      const app = join(dir.path, 'app');
+      const server = runCli(['serve', '--config', 'app.yaml', '--log-level', 'warn'], {
+        cwd: app,
+        env: { LIVEDEX_PORT: '0', OPENAI_BASE_URL: chat.url, OPENAI_API_KEY: 'sk-template', LIVEDEX_LLM_MODEL: 'fake-model' },
+      });
+      children.push(server);
+      const url = await server.url;
+      await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200 || undefined, 60_000, 100);
+      const res = await post<{ response: string; citations: number[]; context_docs: Array<{ metadata: { path: string } }> }>(url, '/v2/answer', { prompt: question, return_context_docs: true });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.match(res.body.response, new RegExp(answer));
+      assert.equal(res.body.citations.length, 1);
+      assert.equal(res.body.context_docs[res.body.citations[0]! - 1]?.metadata.path, cited);
+      assert.ok(chat.requests.every((r) => r.body.model === 'fake-model'), 'LIVEDEX_LLM_MODEL picks the model');
+      server.proc.kill('SIGTERM');
+      await server.exited;
+    });
+  }
 
   it('an app file with a typo fails with the file, the line and the path inside it', async () => {
     const dir = await tempDir();
