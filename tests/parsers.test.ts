@@ -331,7 +331,7 @@ describe('parser plugins', () => {
 
   it('registers every format, dedicated parsers before text, no extension claimed twice', async () => {
     const names = registry.list('parser').map((d) => d.name);
-    assert.deepEqual([...names].sort(), ['csv', 'docx', 'eml', 'html', 'json', 'markdown', 'pdf', 'pptx', 'text', 'xlsx']);
+    assert.deepEqual([...names].sort(), ['csv', 'docx', 'eml', 'html', 'json', 'markdown', 'msg', 'pdf', 'pptx', 'text', 'xlsx']);
     assert.equal(names.at(-1), 'text', 'text comes last: it takes what no other parser claims');
     const claimed = new Map<string, string>();
     for (const def of registry.list('parser')) {

@@ -1,5 +1,6 @@
 /** @module core/sandbox-worker — runs inside a parse sandbox worker thread: builds parsers from a registry module and parses. */
 import { parentPort, workerData } from 'node:worker_threads';
+import { LivedexError, markTransient } from './errors.js';
 import type { Registry } from './registry.js';
 import type { Logger, Metadata, ParsedPart, Parser } from './types.js';
 
@@ -10,6 +11,14 @@ export interface ParseJob {
   input: { key: string; bytes: Uint8Array; extension: string; metadata: Metadata };
 }
 
+/**
+ * A job that only makes the pool start a worker: piscina starts workers when jobs are posted,
+ * and replaces none that were stopped, so jobs queued behind a stopped one need this nudge.
+ */
+export interface WakeJob {
+  wake: true;
+}
+
 /** What every worker of a sandbox is started with. */
 export interface SandboxWorkerData {
   /** URL of a module exporting `builtinRegistry()` or `createRegistry()`. */
@@ -18,12 +27,20 @@ export interface SandboxWorkerData {
   dataDir: string;
 }
 
-/** What a thrown error keeps across the thread boundary (structured clone drops `code` and `field`). */
+/**
+ * What a thrown error keeps across the thread boundary (structured clone drops `code`, `field`
+ * and the flags): `transient` says trying again later may succeed (the document stays pending);
+ * `kind`, `attempts` and `httpStatus` are those of a `CallError` (a remote parser's final error).
+ */
 export interface WireError {
   name: string;
   message: string;
   code?: string;
   field?: string;
+  transient?: boolean;
+  kind?: string;
+  attempts?: number;
+  httpStatus?: number;
 }
 
 export type ParseOutcome = { ok: true; parts: ParsedPart[] } | { ok: false; error: WireError };
@@ -71,11 +88,20 @@ async function importModule(url: string): Promise<unknown> {
   }
 }
 
+/**
+ * The registry the parsers are built from. Failing to load it is not the file's fault: every
+ * job gets a transient `parse workers cannot start` error, so documents wait instead of failing.
+ */
 async function loadRegistry(url: string): Promise<Registry> {
-  const mod = (await importModule(url)) as { builtinRegistry?: () => Registry; createRegistry?: () => Registry };
-  const make = mod.builtinRegistry ?? mod.createRegistry;
-  if (typeof make !== 'function') throw new Error(`${url} exports neither builtinRegistry() nor createRegistry()`);
-  return make();
+  try {
+    const mod = (await importModule(url)) as { builtinRegistry?: () => Registry; createRegistry?: () => Registry };
+    const make = mod.builtinRegistry ?? mod.createRegistry;
+    if (typeof make !== 'function') throw new Error(`${url} exports neither builtinRegistry() nor createRegistry()`);
+    return make();
+  } catch (err) {
+    const reason = err instanceof Error ? err.message || err.name : String(err);
+    throw markTransient(new LivedexError('parse_failed', `parse workers cannot start: cannot load the parser registry ${url}: ${reason}`, { cause: err }));
+  }
 }
 
 /** The parser a job names, built once per worker for each name and options. */
@@ -93,17 +119,22 @@ function parserFor(ref: ParseJob['parser']): Promise<Parser> {
 
 function toWire(err: unknown): WireError {
   if (!(err instanceof Error)) return { name: 'Error', message: String(err) };
-  const { code, field } = err as { code?: unknown; field?: unknown };
+  const { code, field, transient, kind, attempts, httpStatus } = err as { code?: unknown; field?: unknown; transient?: unknown; kind?: unknown; attempts?: unknown; httpStatus?: unknown };
   return {
     name: err.name,
     message: err.message || err.name,
     ...(typeof code === 'string' ? { code } : {}),
     ...(typeof field === 'string' ? { field } : {}),
+    ...(transient === true ? { transient } : {}),
+    ...(typeof kind === 'string' ? { kind } : {}),
+    ...(typeof attempts === 'number' ? { attempts } : {}),
+    ...(typeof httpStatus === 'number' ? { httpStatus } : {}),
   };
 }
 
 /** The piscina task handler. Errors are returned as values so that their code survives the trip. */
-export default async function parseInWorker(job: ParseJob): Promise<ParseOutcome> {
+export default async function parseInWorker(job: ParseJob | WakeJob): Promise<ParseOutcome> {
+  if ('wake' in job) return { ok: true, parts: [] };
   try {
     const parser = await parserFor(job.parser);
     // The time limit counts from here: building the parser is our code, not the file's doing.

@@ -7,8 +7,9 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { z } from 'zod';
-import { isErrorCode, LivedexError } from './errors.js';
-import type { ParseJob, ParseOutcome, SandboxWorkerData, WireError, WorkerEvent } from './sandbox-worker.js';
+import { CallError, type FailureKind } from './calls.js';
+import { describeError, isErrorCode, LivedexError, markTransient } from './errors.js';
+import type { ParseJob, ParseOutcome, SandboxWorkerData, WakeJob, WireError, WorkerEvent } from './sandbox-worker.js';
 import type { Logger, ParsedPart, ParseInput, Parser } from './types.js';
 
 /** The `sandbox` section of the config; also the options of `ParseSandbox`. */
@@ -33,6 +34,8 @@ export interface ParseSandboxOptions extends Partial<SandboxConfig> {
    * parsers from; it must hold every parser that is wrapped. Defaults to the built-in plugins.
    */
   registryModule?: string | URL;
+  /** The module the workers run; tests point it at a broken one. Defaults to the worker entry below. */
+  workerModule?: string | URL;
 }
 
 /** What a worker needs to build a parser itself: its plugin name and options, as in the config. */
@@ -42,8 +45,10 @@ export interface ParserRef {
 }
 
 // Resolved next to this file with its own extension, so that it works from `src/` (tsx) and `dist/` (tsc).
+// From the sources the workers start with a plain-JS entry that loads the TypeScript worker
+// itself: a worker cannot count on the loader hooks of the main thread (see sandbox-boot.mjs).
 const ownExtension = extname(fileURLToPath(import.meta.url));
-const WORKER_MODULE = new URL(`./sandbox-worker${ownExtension}`, import.meta.url);
+const WORKER_MODULE = new URL(ownExtension === '.ts' ? './sandbox-boot.mjs' : `./sandbox-worker${ownExtension}`, import.meta.url);
 export const DEFAULT_REGISTRY_MODULE = new URL(`../plugins${ownExtension}`, import.meta.url).href;
 
 const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(1))} s`;
@@ -63,24 +68,27 @@ const megabytes = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MB`;
 export class ParseSandbox {
   readonly config: Required<SandboxConfig>;
   readonly registryModule: string;
-  readonly #pool: Piscina<ParseJob, ParseOutcome>;
+  readonly #pool: Piscina<ParseJob | WakeJob, ParseOutcome>;
   readonly #logger: Logger;
   /** Jobs posted to the pool, by id: called when a worker takes the job. */
   readonly #onStart = new Map<number, () => void>();
+  /** Jobs no worker has taken yet, by id: fails one (when no worker can start to take it). */
+  readonly #waiting = new Map<number, (err: unknown) => void>();
   #nextId = 0;
   #closed = false;
 
   constructor(options: ParseSandboxOptions) {
-    const { logger, dataDir, registryModule, ...limits } = options;
+    const { logger, dataDir, registryModule, workerModule, ...limits } = options;
     const parsed = sandboxConfigSchema.parse(limits);
     this.config = { ...parsed, workers: parsed.workers ?? availableParallelism() };
     this.registryModule = registryModule === undefined ? DEFAULT_REGISTRY_MODULE : new URL(registryModule).href;
     this.#logger = logger;
     this.#pool = new Piscina({
-      filename: WORKER_MODULE.href,
+      filename: workerModule === undefined ? WORKER_MODULE.href : new URL(workerModule).href,
       // Workers start when there is something to parse (a restart that parses nothing starts
       // none) and leave after a minute idle, returning the memory their parsers took. One that
-      // is terminated (timeout, abort) or dies (OOM, crash) is replaced by the next job.
+      // is terminated (timeout, abort) or dies (OOM, crash) is replaced by the next job posted
+      // (`#wake` posts one for the jobs already queued behind it).
       minThreads: 0,
       maxThreads: this.config.workers,
       idleTimeout: 60_000,
@@ -96,8 +104,12 @@ export class ParseSandbox {
       if (event.type === 'started') this.#onStart.get(event.id)?.();
       else if (event.type === 'log') this.#logger[event.level](event.msg, event.fields);
     });
-    // Worker failures reach the job that was running; an error with no job (a worker dying idle) is logged.
-    this.#pool.on('error', (err: unknown) => this.#logger.warn('parse sandbox worker failed', { error: String(err) }));
+    // Worker failures reach the job that was running; an error with no job (a worker dying idle,
+    // or one that could not even load its entry) is logged.
+    this.#pool.on('error', (err: unknown) => {
+      this.#logger.warn('parse sandbox worker failed', { error: String(err) });
+      this.#failStranded(err);
+    });
   }
 
   /** Jobs waiting for a worker. */
@@ -114,6 +126,7 @@ export class ParseSandbox {
     return {
       name: local.name,
       extensions: [...local.extensions],
+      ...(local.splitter !== undefined ? { splitter: local.splitter } : {}),
       parse: (input) => this.parse(ref, input),
     };
   }
@@ -147,7 +160,9 @@ export class ParseSandbox {
     const onAbort = () => cancel(input.signal?.reason);
     input.signal?.addEventListener('abort', onAbort, { once: true });
     let timer: NodeJS.Timeout | undefined;
+    this.#waiting.set(id, cancel);
     this.#onStart.set(id, () => {
+      this.#waiting.delete(id);
       timer = setTimeout(() => cancel(new LivedexError('parse_failed', `parsing timed out after ${seconds(timeout_ms)} (sandbox.timeout_ms)`)), timeout_ms);
     });
 
@@ -155,14 +170,40 @@ export class ParseSandbox {
     try {
       outcome = await this.#pool.run(job, { signal: stop.signal, transferList });
     } catch (err) {
+      // A job that was stopped or crashed took its worker down: start others for the jobs queued behind it.
+      queueMicrotask(() => this.#wake());
       throw stopped ?? this.#explain(err);
     } finally {
       clearTimeout(timer);
       this.#onStart.delete(id);
+      this.#waiting.delete(id);
       input.signal?.removeEventListener('abort', onAbort);
     }
     if (!outcome.ok) throw revive(outcome.error);
     return outcome.parts;
+  }
+
+  /**
+   * Starts workers for jobs still queued after a worker was stopped (time limit, abort) or died:
+   * with `minThreads: 0` piscina replaces no worker, and starts one only when a job is posted,
+   * so without a nudge those jobs would wait for the next file to come along.
+   */
+  #wake(): void {
+    if (this.#closed) return;
+    const missing = Math.min(this.#waiting.size, this.config.workers - this.#pool.threads.length);
+    for (let i = 0; i < missing; i++) this.#pool.run({ wake: true }).catch(() => {});
+  }
+
+  /**
+   * Fails the jobs waiting in the queue when no worker is left to take them. piscina stops
+   * replacing workers that die while loading their entry, so such jobs would wait forever;
+   * they fail with a transient error instead (the pipeline keeps their documents pending and
+   * tries again later, when the next job spawns a worker afresh).
+   */
+  #failStranded(err: unknown): void {
+    if (this.#closed || this.#waiting.size === 0 || this.#pool.threads.length > 0) return;
+    const reason = markTransient(new LivedexError('parse_failed', `parse workers cannot start: ${describeError(err)}`, { cause: err }));
+    for (const fail of [...this.#waiting.values()]) fail(reason);
   }
 
   /** Terminates every worker; running and queued jobs reject. */
@@ -184,10 +225,22 @@ export class ParseSandbox {
   }
 }
 
-/** Rebuilds an error thrown in a worker: a `LivedexError` again when its code is one of ours. */
+/**
+ * Rebuilds an error thrown in a worker: a `CallError` or a `LivedexError` again when it was one
+ * of ours, with its transient flag (so the pipeline can tell "try later" from "failed").
+ */
 function revive(wire: WireError): Error {
+  if (wire.name === 'CallError') {
+    return new CallError(wire.message, {
+      kind: (wire.kind ?? 'unknown') as FailureKind,
+      attempts: wire.attempts ?? 1,
+      transient: wire.transient === true,
+      ...(wire.httpStatus === undefined ? {} : { httpStatus: wire.httpStatus }),
+    });
+  }
   if (wire.name === 'LivedexError' && isErrorCode(wire.code)) {
-    return new LivedexError(wire.code, wire.message, wire.field === undefined ? {} : { field: wire.field });
+    const err = new LivedexError(wire.code, wire.message, wire.field === undefined ? {} : { field: wire.field });
+    return wire.transient === true ? markTransient(err) : err;
   }
   const err = new Error(wire.message);
   err.name = wire.name;
