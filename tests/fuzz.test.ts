@@ -71,7 +71,7 @@ const request = fc.record({
     fc.tuple(fc.constantFrom(...ROUTES), fc.constantFrom('/', '//', '/x', '%2e%2e', '/..', '?', '#', '%')).map(([a, b]) => a + b),
     fc.string({ maxLength: 30 }).map((s) => `/v1/documents/${encodeURIComponent(s) || 'x'}`),
   ),
-  query: fields.map((f) => new URLSearchParams(Object.entries(f).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)])).toString()),
+  query: fields.map((f) => new URLSearchParams(Object.entries(f).map(([k, v]): [string, string] => [k, typeof v === 'string' ? v : JSON.stringify(v)])).toString()),
   body,
   accept: fc.constantFrom('application/json', 'text/event-stream', 'application/json, text/event-stream', '*/*', ''),
   auth: fc.constantFrom(`Bearer ${TOKEN}`, `Bearer ${TOKEN}`, `Bearer ${TOKEN}`, '', 'Bearer', 'Bearer x', 'Basic abc'),

@@ -54,8 +54,12 @@ export async function startServer(app: Hono, opts: StartServerOptions): Promise<
       closing ??= new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => server.closeAllConnections(), graceMs);
         timer.unref();
+        // Connections whose response ends during the grace period (streams being closed) go as soon as they are idle.
+        const sweep = setInterval(() => server.closeIdleConnections(), 25);
+        sweep.unref();
         server.close((err) => {
           clearTimeout(timer);
+          clearInterval(sweep);
           if (err) reject(err);
           else resolve();
         });
