@@ -5,6 +5,7 @@
  * and what was found.
  */
 import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, Scalar, visit, type Document } from 'yaml';
 import type { z } from 'zod';
 import { LivedexConfig } from './core/config.js';
@@ -19,6 +20,7 @@ const PLUGIN_KEYS: Record<string, { kind: PluginKind; list: boolean; map?: boole
   splitters: { kind: 'splitter', list: false, map: true },
   embedder: { kind: 'embedder', list: false },
   vector_index: { kind: 'vectorIndex', list: false },
+  llm: { kind: 'llm', list: false },
 };
 
 /** `${NAME}`, `${NAME:-default}`, and `$${…}` for a literal `${…}`. */
@@ -29,6 +31,8 @@ export interface LoadConfigOptions {
   env?: Record<string, string | undefined>;
   /** When given, every plugin block is checked against its plugin's options schema too. */
   registry?: Registry;
+  /** Resolve `./…` and `../…` paths against this directory (`loadConfigFile`: the file's). */
+  baseDir?: string;
 }
 
 /** A path like `sources[1].gdrive.folder_id`. */
@@ -60,7 +64,7 @@ export async function loadConfigFile(file: string, opts: LoadConfigOptions = {})
   } catch (err) {
     throw new LivedexError('config_error', `${file}: cannot read the config file (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
   }
-  return parseConfigText(text, file, opts);
+  return parseConfigText(text, file, { baseDir: dirname(resolve(file)), ...opts });
 }
 
 /** Validates YAML text as an app file; `file` names it in errors. */
@@ -97,7 +101,30 @@ export function parseConfigText(text: string, file: string, opts: LoadConfigOpti
     fail(issue.path, issue.message, valueAt(raw, issue.path), unknownKey(issue));
   }
   if (opts.registry) checkPlugins(raw as Record<string, unknown>, opts.registry, fail);
-  return parsed.data!;
+  return opts.baseDir ? relativeTo(parsed.data!, opts.baseDir) : parsed.data!;
+}
+
+/** Option names that hold paths: `path`, `model`, `…_file`, `…_dir`. */
+const PATH_KEY = /^(path|model|data_dir|.*_file|.*_dir)$/;
+
+/**
+ * Paths written `./x` or `../x` in an app file mean "beside the file", wherever livedex runs
+ * from (a desktop agent starts `livedex mcp` in a directory of its choosing). Absolute paths,
+ * names (`hashing`, a hub model id) and bare relative paths are kept as written.
+ */
+function relativeTo(config: LivedexConfig, baseDir: string): LivedexConfig {
+  const fix = (key: string, v: unknown): unknown =>
+    typeof v === 'string' && PATH_KEY.test(key) && /^\.\.?\//.test(v) ? resolve(baseDir, v) : v;
+  const fixOptions = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, fix(k, v)]));
+  const fixRef = <T extends { options: Record<string, unknown> }>(r: T): T => ({ ...r, options: fixOptions(r.options) });
+  return {
+    ...config,
+    data_dir: fix('data_dir', config.data_dir) as string,
+    sources: config.sources.map(fixRef),
+    parsers: config.parsers.map(fixRef),
+    embedder: fixRef(config.embedder),
+    ...(config.auth.tokens_file ? { auth: { ...config.auth, tokens_file: fix('tokens_file', config.auth.tokens_file) as string } } : {}),
+  };
 }
 
 /** Checks each plugin block's options with the plugin's own schema, so errors point into the file. */

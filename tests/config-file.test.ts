@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -47,12 +47,23 @@ describe('YAML app files', () => {
       ].join('\n'),
     );
     const config = await loadConfigFile(file, { registry });
-    assert.equal(config.data_dir, './state');
+    assert.equal(config.data_dir, path.join(dir, 'state'));
     assert.equal(config.port, 9100);
-    assert.deepEqual(config.sources, [{ name: 'fs', options: { path: './docs', include: ['*.md'] } }]);
+    assert.deepEqual(config.sources, [{ name: 'fs', options: { path: path.join(dir, 'docs'), include: ['*.md'] } }]);
     assert.deepEqual(config.embedder, { name: 'hashing', options: {} });
     assert.equal(config.retrieval.default_k, 5);
     assert.equal(config.retrieval.max_k, 1000, 'unset settings keep their defaults');
+  });
+
+  it('reads ./ and ../ paths as beside the file, and keeps names and absolute paths', async () => {
+    const sub = path.join(dir, 'app');
+    await mkdir(sub, { recursive: true });
+    const file = path.join(sub, 'app.yaml');
+    await writeFile(file, 'data_dir: ./state\nsources:\n  - fs: { path: ../docs }\n  - fs: { path: /srv/docs }\n  - fs: { path: plain }\nembedder: hashing\n');
+    const config = await loadConfigFile(file, { registry });
+    assert.equal(config.data_dir, path.join(sub, 'state'));
+    assert.deepEqual(config.sources.map((s) => s.options.path), [path.join(dir, 'docs'), '/srv/docs', 'plain']);
+    assert.deepEqual(config.embedder, { name: 'hashing', options: {} });
   });
 
   it('interpolates ${VAR} and ${VAR:-default}, typing a bare interpolation like YAML would', () => {

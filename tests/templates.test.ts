@@ -6,7 +6,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { after, describe, it } from 'node:test';
 import { loadConfigFile } from '../src/config-file.js';
 import { listTemplates } from '../src/init.js';
@@ -80,7 +84,8 @@ describe('templates and livedex init', () => {
     const url = await server.url;
     await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200 || undefined, 60_000, 100);
     const hits = await retrieve(url, { query: 'which formats are indexed', k: 1 });
-    assert.equal(hits[0]?.metadata.path, 'docs/welcome.md');
+    // `./docs` in an app file means the docs beside the file.
+    assert.equal(hits[0]?.metadata.path, join(demo, 'docs', 'welcome.md'));
     assert.ok(existsSync(join(demo, '.livedex', 'store.sqlite')), 'the data dir of the app file, relative to where it runs');
     server.proc.kill('SIGTERM');
     assert.equal(await server.exited, 0);
@@ -115,12 +120,37 @@ describe('templates and livedex init', () => {
       assert.equal(res.status, 200, JSON.stringify(res.body));
       assert.match(res.body.response, new RegExp(answer));
       assert.equal(res.body.citations.length, 1);
-      assert.equal(res.body.context_docs[res.body.citations[0]! - 1]?.metadata.path, cited);
+      assert.equal(res.body.context_docs[res.body.citations[0]! - 1]?.metadata.path, join(app, cited));
       assert.ok(chat.requests.every((r) => r.body.model === 'fake-model'), 'LIVEDEX_LLM_MODEL picks the model');
       server.proc.kill('SIGTERM');
       await server.exited;
     });
   }
+
+  it('the mcp-agent template serves its docs to an MCP client over stdio, from any working directory', async () => {
+    const dir = await tempDir();
+    cleanups.push(dir.cleanup);
+    const init = await finish(runCli(['init', 'mcp-agent', 'agent'], { cwd: dir.path }));
+    assert.equal(init.code, 0, init.err);
+    const appFile = join(dir.path, 'agent', 'app.yaml');
+    // A desktop agent starts the command in a directory of its own choosing.
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/cli.ts'), 'mcp', '--stdio', '--config', appFile, '--log-level', 'warn'],
+      cwd: tmpdir(),
+      stderr: 'pipe',
+    });
+    const client = new Client({ name: 'template-test', version: '1.0.0' });
+    await client.connect(transport);
+    cleanups.push(() => client.close());
+    const hit = await waitFor(async () => {
+      const res = (await client.callTool({ name: 'retrieve', arguments: { query: 'aurora rollout feature flag', k: 1 } })) as CallToolResult;
+      const hits = (res.structuredContent as { hits?: Array<{ metadata: { path: string } }> } | undefined)?.hits ?? [];
+      return hits[0]?.metadata.path.endsWith('agent-notes.md') ? hits[0] : undefined;
+    }, 60_000, 200);
+    assert.equal(hit.value?.metadata.path, join(dir.path, 'agent', 'docs', 'agent-notes.md'));
+    assert.ok(existsSync(join(dir.path, 'agent', '.livedex', 'store.sqlite')), 'the data dir beside the app file');
+  });
 
   it('an app file with a typo fails with the file, the line and the path inside it', async () => {
     const dir = await tempDir();
