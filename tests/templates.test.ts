@@ -15,6 +15,9 @@ import { after, describe, it } from 'node:test';
 import { loadConfigFile } from '../src/config-file.js';
 import { listTemplates } from '../src/init.js';
 import { builtinRegistry } from '../src/plugins.js';
+import { FakeDrive } from './helpers/fake-drive.js';
+import { FakeGraph } from './helpers/fake-graph.js';
+import { S3RVER_CREDENTIALS, startFakeS3 } from './helpers/s3.js';
 import { parseContext, startFakeChat, type ChatReply, type SeenChatRequest } from './helpers/fake-chat.js';
 import { post, retrieve, ROOT, runCli, tempDir, waitFor, type ChildServer } from './helpers/livedex.js';
 
@@ -150,6 +153,67 @@ describe('templates and livedex init', () => {
     }, 60_000, 200);
     assert.equal(hit.value?.metadata.path, join(dir.path, 'agent', 'docs', 'agent-notes.md'));
     assert.ok(existsSync(join(dir.path, 'agent', '.livedex', 'store.sqlite')), 'the data dir beside the app file');
+  });
+
+  it('the multi-source template follows a folder, S3, Drive, SharePoint and pushes at once (against loopback fakes)', async () => {
+    const s3 = await startFakeS3('team-docs');
+    cleanups.push(() => s3.close());
+    await s3.put('handbook/leave.txt', 'Parental leave is sixteen weeks at full pay.');
+    const drive = new FakeDrive();
+    await drive.start();
+    cleanups.push(() => drive.close());
+    const driveRoot = drive.addFolder('Team');
+    drive.addFile('okr.txt', driveRoot, 'The quarterly objective is to halve the onboarding time.');
+    const graph = new FakeGraph();
+    await graph.start();
+    cleanups.push(() => graph.close());
+    graph.addFile('runbook.md', graph.addFolder('Ops'), '# Runbook\nRestart the ingest worker when the backlog passes ten thousand.');
+
+    const dir = await tempDir();
+    cleanups.push(dir.cleanup);
+    const init = await finish(runCli(['init', 'multi-source', 'team'], { cwd: dir.path }));
+    assert.equal(init.code, 0, init.err);
+    const app = join(dir.path, 'team');
+    const keyFile = join(dir.path, 'indexer.json');
+    await writeFile(keyFile, JSON.stringify(drive.serviceAccount()));
+    const server = runCli(['serve', '--config', 'app.yaml', '--log-level', 'warn'], {
+      cwd: app,
+      env: {
+        LIVEDEX_PORT: '0',
+        LIVEDEX_POLL_S: '0.5',
+        LIVEDEX_S3_BUCKET: 'team-docs',
+        AWS_ENDPOINT_URL_S3: s3.endpoint,
+        AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.access_key_id,
+        AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secret_access_key,
+        AWS_REGION: 'us-east-1',
+        GOOGLE_APPLICATION_CREDENTIALS: keyFile,
+        LIVEDEX_GDRIVE_FOLDER_ID: driveRoot,
+        LIVEDEX_GDRIVE_URL: drive.url,
+        LIVEDEX_SHAREPOINT_SITE: 'contoso.sharepoint.com/sites/eng',
+        LIVEDEX_SHAREPOINT_PATH: '/Ops',
+        LIVEDEX_GRAPH_URL: graph.url,
+        AZURE_AUTHORITY_HOST: graph.url,
+        AZURE_TENANT_ID: graph.tenant,
+        AZURE_CLIENT_ID: graph.clientId,
+        AZURE_CLIENT_SECRET: graph.clientSecret,
+      },
+    });
+    children.push(server);
+    const url = await server.url;
+    await waitFor(async () => (await fetch(`${url}/readyz`)).status === 200 || undefined, 120_000, 200);
+    const top = async (query: string) => String((await retrieve(url, { query, k: 1 }))[0]?.metadata.path ?? '');
+    assert.equal(await top('pelican harbour wall'), join(app, 'docs', 'local-readme.md'));
+    assert.equal(await top('parental leave sixteen weeks'), 's3://team-docs/handbook/leave.txt');
+    assert.equal(await top('halve the onboarding time'), 'gdrive://Team/okr.txt');
+    assert.equal(await top('restart the ingest worker backlog'), 'sharepoint://contoso.sharepoint.com/sites/eng/Documents/Ops/runbook.md');
+    const pushed = await fetch(`${url}/v1/documents/notes/standup.txt`, { method: 'PUT', headers: { 'content-type': 'text/plain' }, body: 'The standup moves to half past nine.' });
+    assert.equal(pushed.status, 202);
+    await waitFor(async () => (await top('standup half past nine')).includes('standup.txt') || undefined, 30_000);
+    const status = (await (await fetch(`${url}/v1/status`)).json()) as { sources: Array<{ id: string; state: string }> };
+    assert.deepEqual(status.sources.map((s) => s.id).sort(), ['fs:' + join(app, 'docs'), 'gdrive', 'push', 's3', 'sharepoint'].sort());
+    assert.ok(status.sources.every((s) => s.state !== 'error'), JSON.stringify(status.sources));
+    server.proc.kill('SIGTERM');
+    await server.exited;
   });
 
   it('an app file with a typo fails with the file, the line and the path inside it', async () => {

@@ -24,7 +24,7 @@ export const sharepointSourceOptionsSchema = z.strictObject({
   client_secret: z.string().min(1).optional(),
   /** Graph's base URL (a fake's in tests); default `https://graph.microsoft.com`. */
   base_url: z.url().optional(),
-  /** The token endpoint; default `https://login.microsoftonline.com/<tenant_id>/oauth2/v2.0/token`. */
+  /** The token endpoint; default `<AZURE_AUTHORITY_HOST or https://login.microsoftonline.com>/<tenant_id>/oauth2/v2.0/token`. */
   token_url: z.url().optional(),
   /** Prefixes the document keys (`<name>:<item id>`) and names the source in status. */
   name: sourceNameSchema('sharepoint'),
@@ -111,7 +111,8 @@ export class GraphFeed implements Feed {
         tenantId: tenantId!,
         clientId: clientId!,
         clientSecret: clientSecret!,
-        tokenUrl: opts.token_url ?? `https://login.microsoftonline.com/${encodeURIComponent(tenantId!)}/oauth2/v2.0/token`,
+        // AZURE_AUTHORITY_HOST is the Azure SDKs' own variable for national clouds (and fakes).
+        tokenUrl: opts.token_url ?? `${(env.AZURE_AUTHORITY_HOST ?? 'https://login.microsoftonline.com').replace(/\/+$/, '')}/${encodeURIComponent(tenantId!)}/oauth2/v2.0/token`,
         scope: 'https://graph.microsoft.com/.default',
       },
       opts.request_timeout_ms,
