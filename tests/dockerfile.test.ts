@@ -55,7 +55,13 @@ describe('Dockerfile', () => {
     const res = spawnSync(
       process.execPath,
       ['scripts/docker-dry-run.mjs', '--dir', dir, '--mount', 'examples/docs:/docs', '--env', 'LIVEDEX_PORT=0', '--env', 'LIVEDEX_AUTH_TOKEN=dry-run-token-0123456789', '--env', 'DRY_RUN_QUERY=architecture'],
-      { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+      {
+        cwd: root,
+        encoding: 'utf8',
+        maxBuffer: 64 * 1024 * 1024,
+        // Compiled crates are shared with the repository's own build, as `.ci/run` does (a cache only).
+        env: { ...process.env, CARGO_TARGET_DIR: process.env.CARGO_TARGET_DIR ?? path.join(homedir(), '.cache', 'livedex', 'cargo-target') },
+      },
     );
     assert.equal(res.status, 0, `dry run failed:\n${res.stderr.slice(-4000)}\n${res.stdout}`);
     const report = JSON.parse(res.stdout.trim().split('\n').at(-1)!) as { healthcheck: string; hits: string[]; exitCode: number };
