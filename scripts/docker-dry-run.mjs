@@ -14,8 +14,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, isAbsolute, join } from 'node:path';
+import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import picomatch from 'picomatch';
 
 const context = fileURLToPath(new URL('..', import.meta.url));
 
@@ -63,6 +64,17 @@ export function parseDockerfile(text) {
     host = false;
   }
   return instructions;
+}
+
+/** Paths of the build context that .dockerignore leaves out (its patterns, as Docker reads them). */
+const ignorePatterns = existsSync(join(context, '.dockerignore'))
+  ? readFileSync(join(context, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
+  : [];
+const ignoreMatchers = ignorePatterns.map((p) => picomatch(p.replace(/^\/+|\/+$/g, ''), { dot: true }));
+function ignored(rel) {
+  // A pattern also covers everything under what it names.
+  const parts = rel.split(sep);
+  return parts.some((_, i) => ignoreMatchers.some((m) => m(parts.slice(0, i + 1).join('/'))));
 }
 
 /** `$VAR` and `${VAR}` from `vars`. */
@@ -139,7 +151,8 @@ function main() {
           if (!existsSync(source)) fail(`COPY ${src}: not found in ${from ? `stage ${from}` : 'the build context'}`);
           const target = dest.endsWith('/') || words.length > 1 ? join(inStage(dest), src.split('/').pop()) : inStage(dest);
           mkdirSync(dirname(target), { recursive: true });
-          cpSync(source, target, { recursive: true, filter: (p) => !/\/(node_modules|target|\.livedex)(\/|$)/.test(p.slice(source.length)) });
+          // The build context honours .dockerignore; a stage's files are copied whole.
+          cpSync(source, target, { recursive: true, filter: from ? () => true : (p) => !ignored(relative(context, p)) });
         }
         process.stderr.write(`COPY ${ins.args}\n`);
         break;

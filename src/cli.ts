@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** @module cli — `livedex serve | index | query | status`. */
+/** @module cli — `livedex serve | index | query | status | mcp | init | doctor`. */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -9,8 +9,13 @@ import { describeError, LivedexError } from './core/errors.js';
 import { LiveIndex } from './core/live-index.js';
 import { createLogger, type LogLevel } from './core/log.js';
 import type { Hit, IndexStatus, RetrievalMode } from './core/types.js';
+import { loadConfigFile } from './config-file.js';
+import { formatChecks, runDoctor } from './doctor.js';
+import { initTemplate, listTemplates } from './init.js';
 import { parseConfig, serve, SERVER_FILE } from './livedex.js';
+import { relayStdio, serveStdio } from './mcp/index.js';
 import { builtinRegistry } from './plugins.js';
+import { parseSourceArgs } from './sources/uris.js';
 
 const VERSION = '0.1.0';
 
@@ -46,6 +51,88 @@ function configFor(opts: CommonOptions & FolderOptions & { host?: string; port?:
     ...(opts.port !== undefined ? { port: opts.port } : {}),
     sources: folder ? [{ fs }] : [],
   }, 'command line');
+}
+
+/**
+ * The config of an app file, with the flags given on the command line on top: a folder
+ * argument replaces the file's sources; `--data-dir`, `--host`, `--port` and the embedder
+ * flags replace their settings.
+ */
+async function configFromFile(
+  file: string,
+  opts: CommonOptions & FolderOptions & { host?: string; port?: number },
+  cmd: Command,
+  folder?: string,
+): Promise<LivedexConfig> {
+  const config = await loadConfigFile(file, { registry: builtinRegistry() });
+  const given = (name: string) => cmd.getOptionValueSource(name) === 'cli';
+  const flags = configFor(opts, folder);
+  return {
+    ...config,
+    ...(given('dataDir') ? { data_dir: flags.data_dir } : {}),
+    ...(given('host') ? { host: flags.host } : {}),
+    ...(given('port') ? { port: flags.port } : {}),
+    ...(['embedder', 'embeddingModel', 'embeddingDimensions'].some(given) ? { embedder: flags.embedder } : {}),
+    ...(folder ? { sources: flags.sources } : {}),
+  };
+}
+
+interface LlmOptions {
+  llm?: string;
+  llmModel?: string;
+}
+
+/** `--llm NAME --llm-model MODEL` over the config's `llm` (a model name alone keeps the configured plugin, else openai). */
+function withLlmFlags(config: LivedexConfig, opts: LlmOptions): LivedexConfig {
+  if (!opts.llm && !opts.llmModel) return config;
+  const name = opts.llm ?? config.llm?.name ?? 'openai';
+  const base = config.llm?.name === name ? config.llm.options : {};
+  return { ...config, llm: { name, options: { ...base, ...(opts.llmModel ? { model: opts.llmModel } : {}) } } };
+}
+
+interface SecurityFlags {
+  authToken?: string;
+  tokensFile?: string;
+  corsOrigin?: string[];
+  allowRemoteWithoutAuth?: boolean;
+}
+
+/** `--auth-token` (or LIVEDEX_AUTH_TOKEN), `--tokens-file`, `--cors-origin`, `--allow-remote-without-auth` over the config. */
+function withSecurityFlags(config: LivedexConfig, opts: SecurityFlags): LivedexConfig {
+  if (opts.authToken !== undefined && opts.authToken.length < 16) {
+    throw new LivedexError('config_error', '--auth-token (LIVEDEX_AUTH_TOKEN) must have at least 16 characters', { field: 'auth.tokens' });
+  }
+  return {
+    ...config,
+    auth: {
+      ...config.auth,
+      tokens: opts.authToken ? [...config.auth.tokens, { token: opts.authToken, scope: 'admin', name: 'cli' }] : config.auth.tokens,
+      ...(opts.tokensFile ? { tokens_file: opts.tokensFile } : {}),
+      ...(opts.allowRemoteWithoutAuth ? { allow_remote_without_auth: true } : {}),
+    },
+    ...(opts.corsOrigin ? { cors_origins: opts.corsOrigin } : {}),
+  };
+}
+
+interface SourceFlags {
+  pollInterval?: number;
+  push?: boolean;
+}
+
+const positiveNumber = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a number of seconds above 0`);
+  return n;
+};
+
+/** The source arguments (folders, URIs) replace the config's sources; `--push` adds the push source. */
+function withSourceArgs(config: LivedexConfig, args: string[], opts: FolderOptions & SourceFlags): LivedexConfig {
+  const folder = { ...(opts.include ? { include: opts.include } : {}), ...(opts.exclude ? { exclude: opts.exclude } : {}) };
+  const blocks = parseSourceArgs(args, { ...(opts.pollInterval !== undefined ? { pollIntervalS: opts.pollInterval } : {}), folder });
+  for (const block of blocks) if (block.fs) checkFolder(String(block.fs.path));
+  let sources = args.length > 0 ? blocks.map((block) => ({ name: Object.keys(block)[0]!, options: Object.values(block)[0]! })) : config.sources;
+  if (opts.push && !sources.some((s) => s.name === 'push')) sources = [...sources, { name: 'push', options: {} }];
+  return { ...config, sources };
 }
 
 /** Options of the commands that read a folder. */
@@ -166,21 +253,41 @@ export function buildCli(): Command {
     cmd
       .option('--data-dir <dir>', 'where the index lives', './.livedex')
       .addOption(new Option('--log-level <level>', 'log verbosity').choices(['debug', 'info', 'warn', 'error', 'silent']).default('info'))
-      .option('--embedder <name>', 'embedding model plugin: hashing (offline default) or openai (OPENAI_BASE_URL, OPENAI_API_KEY)')
-      .option('--embedding-model <model>', 'the model name for the embedder (e.g. text-embedding-3-small)')
+      .option('--embedder <name>', 'embedding model plugin: hashing (offline default), openai (OPENAI_BASE_URL, OPENAI_API_KEY) or local (an ONNX model directory)')
+      .option('--embedding-model <model>', 'the model for the embedder: a name for openai (e.g. text-embedding-3-small), a directory for local')
       .option('--embedding-dimensions <n>', 'vector length, where the model lets you choose', intArg('--embedding-dimensions', 1));
 
   common(folderOptions(
     program
       .command('serve')
       .description('index a folder and keep the index live, serving it over HTTP')
-      .argument('<folder>', 'the folder to index and watch')
+      .argument('[sources...]', 'folders and source URIs to index and follow: ./docs s3://<bucket>/<prefix> gdrive://<folder-id> sharepoint://<site>/<drive>/<path> (a "#name" suffix names a cloud source); default: the sources of --config')
+      .option('--poll-interval <seconds>', 'seconds between polls of each cloud source (default 30)', positiveNumber('--poll-interval'))
+      .option('--push', 'accept documents pushed over HTTP: PUT and DELETE /v1/documents/{key}')
+      .addOption(new Option('--config <file>', 'a YAML app file (see `livedex init`); flags given here override it').env('APP_CONFIG'))
       .option('--host <host>', 'address to bind', '127.0.0.1')
-      .option('--port <port>', 'port to listen on (0 picks a free one)', intArg('--port', 0), 8000),
-  )).action(async (folder: string, opts: CommonOptions & FolderOptions & { host: string; port: number }) => {
-    checkFolder(folder);
-    const running = await serve(configFor(opts, folder), { logger: createLogger({ level: opts.logLevel }) });
-    console.log(`livedex serving ${folder} at ${running.url}`);
+      .option('--port <port>', 'port to listen on (0 picks a free one)', intArg('--port', 0), 8000)
+      .option('--llm <name>', 'chat model plugin answering questions (/v2/answer, /v1/chat/completions): openai (OPENAI_BASE_URL, OPENAI_API_KEY)')
+      .option('--llm-model <model>', 'the chat model name (e.g. gpt-4o-mini); implies --llm openai')
+      .addOption(new Option('--auth-token <token>', 'a bearer token every request must carry (admin scope; /healthz and /readyz stay open)').env('LIVEDEX_AUTH_TOKEN'))
+      .option('--tokens-file <file>', 'a YAML/JSON list of tokens with scopes: [{token, scope: read|admin, name}]')
+      .option('--cors-origin <origin...>', 'origins a browser may call from (CORS is off without it)')
+      .option('--allow-remote-without-auth', 'bind beyond loopback without a token (the index is then open to the network)'),
+  )).action(async (args: string[], opts: CommonOptions & FolderOptions & LlmOptions & SourceFlags & SecurityFlags & { host: string; port: number; config?: string }, cmd: Command) => {
+    let config: LivedexConfig;
+    if (opts.config) {
+      config = await configFromFile(opts.config, opts, cmd);
+    } else {
+      if (args.length === 0 && !opts.push) {
+        throw new LivedexError('config_error', 'give folders or source URIs to serve (./docs s3://bucket/prefix/ …), or an app file with --config (`livedex init` makes one)');
+      }
+      config = configFor(opts);
+    }
+    config = withSourceArgs(config, args, opts);
+    config = withLlmFlags(config, opts);
+    config = withSecurityFlags(config, opts);
+    const running = await serve(config, { logger: createLogger({ level: opts.logLevel }) });
+    console.log(`livedex serving ${args.join(' ') || opts.config || 'pushed documents'} at ${running.url}`);
     onShutdown(running.close);
     running.ready.then(async () => {
       const s = await running.index.status();
@@ -256,7 +363,82 @@ export function buildCli(): Command {
     }
     printStatus(status, url ?? resolve(opts.dataDir));
     for (const d of failed) console.log(`  FAILED ${String(d.path)}: ${String(d._indexing_error)}`);
+    // Held back (an unreachable model, a full or read-only data dir): pending, with why.
+    for (const d of docs) if (d._indexing_status === 'INGESTED' && d._indexing_error) console.log(`  pending ${String(d.path)}: ${String(d._indexing_error)}`);
   });
+
+  common(folderOptions(
+    program
+      .command('mcp')
+      .description('serve the index to an MCP client over stdio: relayed to the server running on the data dir, else live over <folder>, else read-only over the data dir')
+      .argument('[folder]', 'a folder to index and watch while serving, when no server runs on the data dir')
+      .requiredOption('--stdio', 'speak MCP over stdin/stdout (`livedex serve` serves MCP over HTTP at /mcp)')
+      .option('--url <url>', 'relay to this server instead of the data dir')
+      .option('--config <file>', 'an app file whose sources to index and watch while serving (see `livedex init mcp-agent`)')
+      .addOption(new Option('--auth-token <token>', 'the bearer token the relayed server requires').env('LIVEDEX_AUTH_TOKEN')),
+  )).action(async (folder: string | undefined, opts: CommonOptions & FolderOptions & { url?: string; authToken?: string; config?: string }, cmd: Command) => {
+    // stdout carries the protocol: logs go to stderr.
+    const logger = createLogger({ level: opts.logLevel });
+    const config = opts.config ? await configFromFile(opts.config, opts, cmd, folder) : null;
+    const url = opts.url ?? runningServer(config?.data_dir ?? opts.dataDir);
+    const serveIndex = async (index: LiveIndex) => {
+      const session = await serveStdio(index, { logger, defaultK: index.config.retrieval.default_k, maxK: index.config.retrieval.max_k });
+      onShutdown(async () => {
+        await session.close();
+        await index.close();
+      });
+      await session.closed;
+    };
+    if (url) {
+      const relay = await relayStdio(new URL('/mcp', url), { logger, ...(opts.authToken ? { token: opts.authToken } : {}) });
+      onShutdown(relay.close);
+      await relay.closed;
+    } else if (folder || config) {
+      if (folder) checkFolder(folder);
+      const index = await LiveIndex.open({ config: config ?? configFor(opts, folder), registry: builtinRegistry(), logger });
+      index.start().catch((err) => logger.error('source failed to start', { error: describeError(err) }));
+      await serveIndex(index).finally(() => index.close());
+    } else {
+      await withReadOnlyIndex(opts, serveIndex);
+    }
+    process.exit(0);
+  });
+
+  common(
+    program
+      .command('doctor')
+      .description('check the data dir, the config, the models and the sources; exits non-zero on any failure, saying what to do')
+      .addOption(new Option('--config <file>', 'the YAML app file to check (and whose data dir, models and sources to check)').env('APP_CONFIG')),
+  ).action(async (opts: CommonOptions & { config?: string }, cmd: Command) => {
+    const level: LogLevel = cmd.getOptionValueSource('logLevel') === 'cli' ? opts.logLevel : 'error';
+    const checks = await runDoctor({
+      ...(opts.config ? { configFile: opts.config } : {}),
+      config: configFor(opts),
+      ...(cmd.getOptionValueSource('dataDir') === 'cli' ? { dataDir: opts.dataDir } : {}),
+      registry: builtinRegistry(),
+      logger: createLogger({ level }),
+    });
+    console.log(formatChecks(checks));
+    const failed = checks.filter((c) => c.level === 'fail').length;
+    console.log(failed > 0 ? `\n${failed} check${failed > 1 ? 's' : ''} failed` : '\nall checks passed');
+    process.exitCode = failed > 0 ? 1 : 0;
+  });
+
+  program
+    .command('init')
+    .description('start an app from a template: copies it into a folder and prints the command to run')
+    .argument('[template]', 'the template (omit to list them)')
+    .argument('[dir]', 'where to put it (default: a folder named like the template)')
+    .action(async (template: string | undefined, dir: string | undefined) => {
+      if (!template) {
+        console.log('templates:');
+        for (const t of listTemplates()) console.log(`  ${t.name.padEnd(20)} ${t.summary}`);
+        console.log('\nlivedex init <template> [dir]');
+        return;
+      }
+      const made = await initTemplate(template, dir);
+      console.log(`created ${made.dir} from the ${template} template (${made.files.length} files)\nnext:\n  ${made.next}`);
+    });
 
   return program;
 }

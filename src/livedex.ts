@@ -1,14 +1,18 @@
 /** @module livedex — the assembled application: a live index with its sources, served over HTTP. */
 import { rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { Answerer } from './core/answer.js';
 import { LivedexConfig } from './core/config.js';
 import { LivedexError } from './core/errors.js';
 import { LiveIndex } from './core/live-index.js';
 import { createLogger } from './core/log.js';
+import { isPushTarget } from './core/push.js';
 import type { Registry } from './core/registry.js';
 import type { Logger } from './core/types.js';
 import { builtinRegistry } from './plugins.js';
 import { createApp, startServer } from './server/index.js';
+import type { PushRouteOptions } from './server/push.js';
+import { securityFor } from './server/security.js';
 
 export interface RunningServer {
   index: LiveIndex;
@@ -31,6 +35,15 @@ export function parseConfig(input: unknown, origin = 'config'): LivedexConfig {
   throw new LivedexError('config_error', `${origin}: ${path || '(root)'}: ${issue.message}`, { field: path });
 }
 
+/** Push ingestion reaches the push source once the sources start (after the server listens). */
+function pushRoutes(index: LiveIndex, config: LivedexConfig): PushRouteOptions {
+  return {
+    target: () => index.sources().find(isPushTarget) ?? null,
+    maxBytes: config.pipeline.max_file_bytes,
+    parses: (extension) => index.parses(extension),
+  };
+}
+
 /** Opens the index, starts the HTTP server at once, then starts the sources in the background. */
 export async function serve(
   config: LivedexConfig,
@@ -38,12 +51,27 @@ export async function serve(
 ): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger();
   const registry = opts.registry ?? builtinRegistry();
-  const index = await LiveIndex.open({ config, registry, logger });
-  let server: Awaited<ReturnType<typeof startServer>>;
+  // A chat model that cannot be built (no API key…) fails the start before anything is opened.
+  const chat = config.llm
+    ? await registry.create('llm', config.llm.name, config.llm.options, { logger, dataDir: resolve(config.data_dir) }, `llm.${config.llm.name}`)
+    : null;
+  let index: LiveIndex;
   try {
-    const app = createApp(index, { logger, defaultK: config.retrieval.default_k, maxK: config.retrieval.max_k });
+    index = await LiveIndex.open({ config, registry, logger });
+  } catch (err) {
+    await chat?.close?.();
+    throw err;
+  }
+  let server: Awaited<ReturnType<typeof startServer>>;
+  // Ends the MCP sessions (their event streams) before the server waits for connections to close.
+  const stopping = new AbortController();
+  try {
+    const answerer = chat ? new Answerer({ index, chat, config: config.answer, logger }) : undefined;
+    const security = await securityFor(config, logger);
+    const app = createApp(index, { logger, defaultK: config.retrieval.default_k, maxK: config.retrieval.max_k, ...(answerer ? { answerer } : {}), push: pushRoutes(index, config), signal: stopping.signal, security });
     server = await startServer(app, { host: config.host, port: config.port });
   } catch (err) {
+    await chat?.close?.();
     await index.close();
     throw err;
   }
@@ -60,7 +88,9 @@ export async function serve(
     ready,
     close: () =>
       (closing ??= (async () => {
+        stopping.abort();
         await server.close();
+        await chat?.close?.();
         await index.close();
         await rm(serverFile, { force: true });
       })()),

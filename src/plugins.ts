@@ -1,11 +1,11 @@
 /** @module plugins — the built-in plugins, registered by name; the only place that imports every plugin room. */
 import { Registry } from './core/registry.js';
 import { vectorIndexPlugins } from './indexes/index.js';
-import { embedderPlugins } from './models/index.js';
-import { parserPlugins } from './parsers/index.js';
+import { chatModelPlugins, embedderPlugins } from './models/index.js';
+import { optInParserPlugins, parserPlugins } from './parsers/index.js';
 import { sourcePlugins } from './sources/index.js';
 import { splitterPlugins } from './splitters/index.js';
 
 export function builtinRegistry(): Registry {
-  return new Registry().register(...parserPlugins, ...splitterPlugins, ...embedderPlugins, ...sourcePlugins, ...vectorIndexPlugins);
+  return new Registry().register(...parserPlugins, ...optInParserPlugins, ...splitterPlugins, ...embedderPlugins, ...chatModelPlugins, ...sourcePlugins, ...vectorIndexPlugins);
 }

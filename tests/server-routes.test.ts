@@ -404,7 +404,7 @@ describe('unknown routes and methods', () => {
 
   it('answers an unknown route with 404 JSON', async () => {
     assertError(await get('/v1/nope'), 404, 'not_found');
-    assertError(await call('POST', '/', {}), 404, 'not_found');
+    assertError(await call('POST', '/v2/nope', {}), 404, 'not_found');
   });
 
   it('answers a wrong method with 405 JSON and an Allow header', async () => {
@@ -413,6 +413,7 @@ describe('unknown routes and methods', () => {
       ['DELETE', '/v1/inputs/'],
       ['POST', '/healthz'],
       ['PATCH', '//v1/statistics'],
+      ['POST', '/'], // the status page is GET only
     ] as const) {
       const reply = await call(method, path);
       assertError(reply, 405, 'method_not_allowed');

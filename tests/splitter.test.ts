@@ -201,9 +201,9 @@ describe('token splitter', () => {
     }
   });
 
-  it('keeps chunks within one part and merges metadata, part keys winning', () => {
+  it('keeps chunks within one part and merges metadata, part keys winning', async () => {
     const s: Splitter = splitter({ maxTokens: 30 });
-    const chunks = s.split(
+    const chunks = await s.split(
       [
         { text: 'Short first section.', metadata: { headings: ['Install'], page: 1 } },
         { text: '   ', metadata: { headings: ['Empty'] } },

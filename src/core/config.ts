@@ -1,5 +1,6 @@
 /** @module core/config — the configuration schema (zod), one source for the CLI, YAML files and docs. */
 import { z } from 'zod';
+import { answerConfigSchema } from './answer.js';
 import { sandboxConfigSchema } from './sandbox.js';
 
 /** A plugin block: `{ name: { ...options } }`, or just the plugin's name for its defaults. */
@@ -49,6 +50,36 @@ export const PipelineConfig = z.strictObject({
   retry_max_ms: z.number().int().min(1).default(600_000).describe('longest wait between such tries (the wait doubles up to it)'),
 });
 
+/** Who may call the server. */
+export const AuthConfig = z.strictObject({
+  tokens: z
+    .array(
+      z.union([
+        z.string().min(16, 'an auth token has at least 16 characters'),
+        z.strictObject({
+          token: z.string().min(16, 'an auth token has at least 16 characters'),
+          scope: z.enum(['read', 'admin']).default('admin'),
+          name: z.string().min(1).optional(),
+        }),
+      ]),
+    )
+    .default([])
+    .describe('bearer tokens; a bare string is an admin token; read tokens cannot push or delete'),
+  tokens_file: z.string().optional().describe('a YAML/JSON file with more tokens in the same shape'),
+  allow_remote_without_auth: z.boolean().default(false).describe('bind to a non-loopback address with no token (the index is then open to the network)'),
+});
+
+/** How much any caller may ask. */
+export const LimitsConfig = z.strictObject({
+  max_body_bytes: z.number().int().min(1024).default(1024 * 1024).describe('largest request body (pushed documents: pipeline.max_file_bytes)'),
+  max_query_chars: z.number().int().min(256).default(8192).describe('longest query string'),
+  rate_per_minute: z.number().int().min(0).default(0).describe('requests a minute per token (per client address without auth); 0 = no limit'),
+  max_concurrent: z.number().int().min(1).default(256).describe('requests handled at once; more get 429'),
+});
+
+/** The splitter of parsers that name none (plain text, source code) when the config names none either. */
+export const DEFAULT_SPLITTER = 'token';
+
 export const LivedexConfig = z.strictObject({
   data_dir: z.string().default('./.livedex'),
   host: z.string().default('127.0.0.1'),
@@ -56,9 +87,24 @@ export const LivedexConfig = z.strictObject({
   sources: z.array(PluginRef).default([]),
   /** Parsers by name; an empty list means every registered parser. */
   parsers: z.array(PluginRef).default([]),
-  splitter: PluginRef.default({ name: 'token', options: {} }),
+  /**
+   * The splitter of every parser; absent: each parser's own preference (`structure` for
+   * Markdown, DOCX, HTML, PDF, PPTX, e-mail; `token` for CSV, XLSX, JSON records), else
+   * `DEFAULT_SPLITTER`.
+   */
+  splitter: PluginRef.optional(),
+  /** Splitters by parser name (`{ pdf: { structure: { max_tokens: 600 } } }`); wins over `splitter`. */
+  splitters: z.record(z.string(), PluginRef).default({}),
   embedder: PluginRef.default({ name: 'hashing', options: {} }),
   vector_index: PluginRef.default({ name: 'hnsw', options: {} }),
+  /** The chat model answering questions (`{ openai: { model } }`); absent: the answer routes say 503. */
+  llm: PluginRef.optional(),
+  /** How questions are answered: prompt, adaptive or fixed context, the no-answer signal. */
+  answer: answerConfigSchema.prefault({}),
+  auth: AuthConfig.prefault({}),
+  /** Origins allowed to call from a browser; empty: CORS off. */
+  cors_origins: z.array(z.string().min(1)).default([]),
+  limits: LimitsConfig.prefault({}),
   retrieval: RetrievalConfig.default(RetrievalConfig.parse({})),
   pipeline: PipelineConfig.default(PipelineConfig.parse({})),
   /** Parsing in worker threads with time, heap and size limits; a hostile file never hurts the server. */

@@ -3,20 +3,25 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { openEngine } from '../engine/index.js';
 import type { DocumentRow, Engine } from '../engine/types.js';
-import { closeEmbedder } from './calls.js';
+import { closeEmbedder, type CallingEmbedder } from './calls.js';
 import { Catalog } from './catalog.js';
 import type { LivedexConfig } from './config.js';
 import { describeError, LivedexError } from './errors.js';
 import { compileFilter } from './filter.js';
 import { fuseConvex, fuseRrf, singleLeg, type FusedHit, type LegHit } from './fusion.js';
 import { Pipeline } from './pipeline.js';
+import { describeStorageProblem, storageProblem } from './storage-error.js';
+import { chooseSplitters } from './splitter-choice.js';
 import type { PluginContext, Registry } from './registry.js';
 import { RwLock } from './rwlock.js';
+import type { DocumentSettled, ObservableIndex, TelemetrySnapshot } from './telemetry.js';
 import { DEFAULT_REGISTRY_MODULE, ParseSandbox } from './sandbox.js';
 import type {
+  DocumentChunk,
   DocumentInfo,
   Embedder,
   Hit,
+  IndexChange,
   IndexStatus,
   ListDocumentsRequest,
   LiveIndexApi,
@@ -79,7 +84,7 @@ interface ModelBuild {
 /** A file-system-safe directory name for a model key. */
 const safeName = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, '_');
 
-export class LiveIndex implements LiveIndexApi {
+export class LiveIndex implements LiveIndexApi, ObservableIndex {
   readonly engine: Engine;
   readonly catalog: Catalog;
   readonly pipeline: Pipeline;
@@ -102,10 +107,12 @@ export class LiveIndex implements LiveIndexApi {
   #building: ModelBuild | null = null;
   #modelSwitch: Promise<void> = Promise.resolve();
   #sandbox: ParseSandbox | null = null;
+  /** Extensions some configured parser claims (the text fallback aside). */
+  #parserExtensions: ReadonlySet<string> = new Set();
 
   private constructor(
     opts: LiveIndexOptions,
-    parts: { engine: Engine; embedder: Embedder; vectors: VectorIndex; catalog: Catalog; parsers: Map<string, Parser>; fallback: Parser | null; splitter: Splitter },
+    parts: { engine: Engine; embedder: Embedder; vectors: VectorIndex; catalog: Catalog; parsers: Map<string, Parser>; fallback: Parser | null; splitter: Splitter; splitters: Map<string, Splitter> },
   ) {
     this.#opts = opts;
     this.config = opts.config;
@@ -122,6 +129,7 @@ export class LiveIndex implements LiveIndexApi {
       parsers: parts.parsers,
       fallbackParser: parts.fallback,
       splitter: parts.splitter,
+      splitters: parts.splitters,
       logger: opts.logger,
       config: opts.config.pipeline,
     });
@@ -133,7 +141,10 @@ export class LiveIndex implements LiveIndexApi {
     const dataDir = resolve(config.data_dir);
     await mkdir(dataDir, { recursive: true });
     const ctx: PluginContext = { logger, dataDir };
-    const engine = await openEngine(dataDir, { readOnly: opts.readOnly ?? false });
+    const engine = await openEngine(dataDir, { readOnly: opts.readOnly ?? false }).catch((err: unknown) => {
+      const problem = storageProblem(err);
+      throw problem ? new LivedexError('engine_error', describeStorageProblem(problem, dataDir, err), { cause: err }) : err;
+    });
     const { enabled: sandboxed, ...limits } = config.sandbox;
     const sandbox = sandboxed && !opts.readOnly
       ? new ParseSandbox({ ...limits, logger, dataDir, registryModule: opts.registryModule ?? DEFAULT_REGISTRY_MODULE })
@@ -159,7 +170,7 @@ export class LiveIndex implements LiveIndexApi {
       const catalog = await Catalog.load(engine);
 
       const parsers = new Map<string, Parser>();
-      const parserRefs = config.parsers.length > 0 ? config.parsers : registry.list('parser').map((d) => ({ name: d.name, options: {} }));
+      const parserRefs = config.parsers.length > 0 ? config.parsers : registry.list('parser').filter((d) => !d.optIn).map((d) => ({ name: d.name, options: {} }));
       let fallback: Parser | null = null;
       for (const ref of parserRefs) {
         const local = await registry.create('parser', ref.name, ref.options, ctx, `parsers.${ref.name}`);
@@ -168,10 +179,12 @@ export class LiveIndex implements LiveIndexApi {
         for (const ext of parser.extensions) if (!parsers.has(ext)) parsers.set(ext, parser);
         if (parser.name === 'text') fallback = parser;
       }
-      const splitter = await registry.create('splitter', config.splitter.name, config.splitter.options, ctx, `splitter.${config.splitter.name}`);
+      // Splitting stays on this thread; each parser's parts go to its own splitter.
+      const { byParser: splitters, fallback: splitter } = await chooseSplitters(registry, config, [...parsers.values()], ctx);
 
-      const index = new LiveIndex(opts, { engine, embedder, vectors, catalog, parsers, fallback, splitter });
+      const index = new LiveIndex(opts, { engine, embedder, vectors, catalog, parsers, fallback, splitter, splitters });
       index.#sandbox = sandbox;
+      index.#parserExtensions = new Set(parsers.keys());
       index.pipeline.lastSeq = (await engine.stats()).lastSeq;
       const synced = await index.#fillVectors(embedder, vectors);
       if (synced.changed) index.pipeline.vectorsDirty = true;
@@ -381,12 +394,28 @@ export class LiveIndex implements LiveIndexApi {
     if (this.#opts.readOnly || !this.pipeline.vectorsDirty) return;
     await this.#lock.write(async () => {
       this.pipeline.vectorsDirty = false;
-      await this.#vectors.save(this.pipeline.lastSeq);
+      try {
+        await this.#vectors.save(this.pipeline.lastSeq);
+      } catch (err) {
+        // Still unsaved (a full or read-only data dir): the next timer tick tries again.
+        this.pipeline.vectorsDirty = true;
+        throw err;
+      }
     });
   }
 
   isReady(): boolean {
     return this.#ready;
+  }
+
+  /** True when a configured parser claims `extension` (lower-case, with the dot). */
+  parses(extension: string): boolean {
+    return this.#parserExtensions.has(extension.toLowerCase());
+  }
+
+  /** The sources started so far (e.g. the push source, which a route feeds). */
+  sources(): readonly Source[] {
+    return [...this.#sources];
   }
 
   progress(): SyncProgress {
@@ -423,6 +452,7 @@ export class LiveIndex implements LiveIndexApi {
       else if (fusion === 'convex') fused = fuseConvex(bm25, vector, req.k, alpha);
       else fused = fuseRrf(bm25, vector, req.k, rc.rrf_k);
       const rows = new Map((await this.engine.getChunks(fused.map((h) => h.id))).map((r) => [r.id, r]));
+      const indexedAt = await this.#indexedAt(new Set([...rows.values()].map((r) => r.docKey)));
       const hits: Hit[] = [];
       for (const h of fused) {
         const row = rows.get(h.id);
@@ -431,10 +461,18 @@ export class LiveIndex implements LiveIndexApi {
         if (h.bm25 !== undefined) scores.bm25 = h.bm25;
         if (h.vector !== undefined) scores.vector = h.vector;
         if (req.mode === 'hybrid') scores.fused = h.fused;
-        hits.push({ text: row.text, metadata: row.metadata, dist: h.dist, scores });
+        // Every hit says how fresh it is: `indexed_at` comes from its document when chunks lack it.
+        const metadata = row.metadata.indexed_at === undefined ? { ...row.metadata, indexed_at: indexedAt.get(row.docKey) ?? null } : row.metadata;
+        hits.push({ text: row.text, metadata, dist: h.dist, scores });
       }
       return hits;
     });
+  }
+
+  /** When each of `keys` was last indexed (Unix seconds). */
+  async #indexedAt(keys: Set<string>): Promise<Map<string, number | null>> {
+    const rows = await Promise.all([...keys].map((key) => this.engine.getDocument(key)));
+    return new Map(rows.flatMap((row) => (row ? [[row.key, row.indexedAt] as const] : [])));
   }
 
   /** The fusion a request gets: its own choice, else the configured default (see `default_fusion`). */
@@ -487,11 +525,13 @@ export class LiveIndex implements LiveIndexApi {
       // A document only seen so far (no version processed yet) is still being ingested.
       const status = row.status === 'pending' || row.version === '' ? 'pending' : row.status;
       if (predicate && !predicate(row.metadata)) continue;
-      out.push(req.returnStatus ? withStatus(row.metadata, status, row.error) : row.metadata);
+      // A change the data directory refused (full, read-only) is pending, with why.
+      const held = this.pipeline.heldError(row.key);
+      out.push(req.returnStatus ? (held ? withStatus(row.metadata, 'pending', held) : withStatus(row.metadata, status, row.error)) : row.metadata);
     }
     for (const doc of this.pipeline.pendingDocuments()) {
       if (known.has(doc.key) || (predicate && !predicate(doc.metadata))) continue;
-      out.push(req.returnStatus ? withStatus(doc.metadata, 'pending', null) : doc.metadata);
+      out.push(req.returnStatus ? withStatus(doc.metadata, 'pending', this.pipeline.heldError(doc.key)) : doc.metadata);
     }
     return out;
   }
@@ -517,6 +557,37 @@ export class LiveIndex implements LiveIndexApi {
   async getDocument(key: string): Promise<DocumentInfo | null> {
     const row = await this.engine.getDocument(key);
     return row ? documentInfo(row) : null;
+  }
+
+  async listDocumentInfos(): Promise<DocumentInfo[]> {
+    const rows = await this.engine.listDocuments();
+    return rows.map(documentInfo).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async getDocumentChunks(key: string): Promise<DocumentChunk[] | null> {
+    return this.#lock.read(async () => {
+      if (!(await this.engine.getDocument(key))) return null;
+      const rows = await this.engine.getChunks([...this.catalog.chunkIdsOf(key)]);
+      return rows.sort((a, b) => a.ordinal - b.ordinal).map((r) => ({ ordinal: r.ordinal, text: r.text, metadata: r.metadata }));
+    });
+  }
+
+  onChange(listener: (change: IndexChange) => void): () => void {
+    return this.pipeline.onChange(listener);
+  }
+
+  onSettle(listener: (event: DocumentSettled) => void): () => void {
+    return this.pipeline.onSettle(listener);
+  }
+
+  /** The counters of the pipeline and of the serving model's calls (read by `/metrics`). */
+  telemetry(): TelemetrySnapshot {
+    const calling = this.#embedder as Partial<CallingEmbedder>;
+    return {
+      pipeline: { ...this.pipeline.counters },
+      changesSeen: this.#seen,
+      model: { key: this.#embedder.modelKey, documents: calling.counters ?? null, queries: calling.queryCounters ?? null },
+    };
   }
 
   /** Stops the sources, finishes what is in flight, snapshots the vectors and closes the store. */

@@ -2,13 +2,14 @@
 import { setMaxListeners } from 'node:events';
 import { extname } from 'node:path';
 import type { CommitResult, DocumentOp, Engine } from '../engine/types.js';
-import { isTransientCallError } from './calls.js';
 import { sha256 } from './hash.js';
 import type { Catalog } from './catalog.js';
 import type { PipelineConfig } from './config.js';
-import { describeError, LivedexError } from './errors.js';
+import { describeError, isTransientError, LivedexError } from './errors.js';
 import type { RwLock } from './rwlock.js';
-import type { Change, Embedder, Logger, Metadata, Parser, SourceDocument, Splitter, VectorIndex } from './types.js';
+import { describeStorageProblem, storageProblem } from './storage-error.js';
+import type { DocumentSettled } from './telemetry.js';
+import type { Change, Embedder, IndexChange, Logger, Metadata, Parser, SourceDocument, Splitter, VectorIndex } from './types.js';
 
 export interface PipelineDeps {
   engine: Engine;
@@ -20,7 +21,10 @@ export interface PipelineDeps {
   parsers: ReadonlyMap<string, Parser>;
   /** Tried for extensions no parser claims; it rejects what is not text. */
   fallbackParser: Parser | null;
+  /** Splits the parts of parsers that `splitters` does not name. */
   splitter: Splitter;
+  /** Splitters by parser name (each parser's preference or the config's choice). */
+  splitters?: ReadonlyMap<string, Splitter>;
   logger: Logger;
   config: PipelineConfig;
 }
@@ -46,6 +50,8 @@ interface PendingCommit {
   modelKey: string | null;
   /** Processes the change again (its embeddings belong to a model that no longer serves). */
   redo: (() => void) | null;
+  /** When the change behind this operation was first seen (ms), for the ingest latency. */
+  seenAt: number | null;
   resolve(): void;
   reject(err: unknown): void;
 }
@@ -78,8 +84,21 @@ export class Pipeline {
   #flushing: Promise<void> | null = null;
   readonly #abort = new AbortController();
   #closed = false;
-  /** Documents held back by an unreachable model: tries so far, and the timer of the next. */
-  readonly #retries = new Map<string, { attempts: number; timer: NodeJS.Timeout | null }>();
+  /** Documents held back by an unreachable model: tries so far, the timer of the next, and the version it will try. */
+  readonly #retries = new Map<string, { attempts: number; timer: NodeJS.Timeout | null; version: string }>();
+  readonly #changeListeners = new Set<(change: IndexChange) => void>();
+  /** Operations the data directory refused (full, read-only): committed again after a growing wait. */
+  #held: PendingCommit[] = [];
+  #heldTimer: NodeJS.Timeout | null = null;
+  #heldAttempts = 0;
+  #storageError: string | null = null;
+  /** Set while the text index lags the store (its apply failed): an empty commit replays the log. */
+  #catchUpTimer: NodeJS.Timeout | null = null;
+  readonly #settleListeners = new Set<(event: DocumentSettled) => void>();
+  /** When each change was first seen; a change replacing a queued one inherits its time. */
+  readonly #seenAt = new WeakMap<Change, number>();
+  /** The seen time of the change in flight for each key (keys in flight are unique). */
+  readonly #inFlightSeenAt = new Map<string, number>();
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
@@ -92,6 +111,18 @@ export class Pipeline {
     this.#deps = { ...this.#deps, embedder, vectors };
   }
 
+  /** Calls `listener` after each commit with the keys it touched; returns the unsubscribe. */
+  onChange(listener: (change: IndexChange) => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => void this.#changeListeners.delete(listener);
+  }
+
+  /** Calls `listener` for each document a commit settled (indexed, failed, held back, deleted); returns the unsubscribe. */
+  onSettle(listener: (event: DocumentSettled) => void): () => void {
+    this.#settleListeners.add(listener);
+    return () => void this.#settleListeners.delete(listener);
+  }
+
   /** Changes waiting or being processed. */
   get depth(): number {
     return this.#queue.size;
@@ -99,6 +130,16 @@ export class Pipeline {
 
   get inFlight(): number {
     return this.#inFlight.size;
+  }
+
+  /** Why commits fail right now (the data directory is full or read-only), null when they succeed. */
+  get storageError(): string | null {
+    return this.#storageError;
+  }
+
+  /** The reason `key`'s change waits for the data directory to take it again, null when it does not. */
+  heldError(key: string): string | null {
+    return this.#storageError !== null && this.#held.some((p) => p.op.key === key) ? this.#storageError : null;
   }
 
   /** Source documents seen but not yet committed (for `INGESTED` listings). */
@@ -117,6 +158,8 @@ export class Pipeline {
         this.#pump();
         await new Promise<void>((resolve) => this.#spaceWaiters.push(resolve));
       }
+      const replaced = this.#queue.get(key);
+      if (!this.#seenAt.has(change)) this.#seenAt.set(change, (replaced && this.#seenAt.get(replaced)) || Date.now());
       this.#queue.delete(key);
       this.#queue.set(key, change);
     }
@@ -136,6 +179,11 @@ export class Pipeline {
     this.#abort.abort();
     for (const r of this.#retries.values()) if (r.timer) clearTimeout(r.timer);
     this.#retries.clear();
+    if (this.#heldTimer) clearTimeout(this.#heldTimer);
+    if (this.#catchUpTimer) clearTimeout(this.#catchUpTimer);
+    // One last try for what the data directory refused; if it still does, the store never saw
+    // these versions, so the sources send them again after a restart.
+    this.#buffer.unshift(...this.#held.splice(0));
     for (const w of this.#spaceWaiters.splice(0)) w();
     while (this.#inFlight.size > 0 || this.#buffer.length > 0 || this.#flushing) {
       await this.#flush();
@@ -144,7 +192,7 @@ export class Pipeline {
   }
 
   #isIdle(): boolean {
-    return this.#queue.size === 0 && this.#inFlight.size === 0 && this.#buffer.length === 0 && !this.#flushing;
+    return this.#queue.size === 0 && this.#inFlight.size === 0 && this.#buffer.length === 0 && this.#held.length === 0 && !this.#flushing;
   }
 
   #checkIdle(): void {
@@ -168,6 +216,7 @@ export class Pipeline {
       const [key, change] = next;
       this.#queue.delete(key);
       this.#inFlight.set(key, change);
+      this.#inFlightSeenAt.set(key, this.#seenAt.get(change) ?? Date.now());
       this.#working++;
       this.#spaceWaiters.shift()?.();
       let released = false;
@@ -182,6 +231,7 @@ export class Pipeline {
         .finally(() => {
           release();
           this.#inFlight.delete(key);
+          this.#inFlightSeenAt.delete(key);
           this.#pump();
           this.#checkIdle();
         });
@@ -193,18 +243,23 @@ export class Pipeline {
   async #process(change: Change, release: () => void): Promise<void> {
     const redo = () => void this.enqueue([change]);
     if (change.kind === 'delete') {
+      this.#clearRetry(change.key);
       await this.#commit({ op: 'delete', key: change.key }, null, release);
       return;
     }
     const doc = change.doc;
+    // Held back and waiting for its next try: the same version waits its turn (a reconcile
+    // must not cut the growing delay short); a new version goes ahead.
+    const waiting = this.#retries.get(doc.key);
+    if (waiting?.timer && waiting.version === doc.version) return;
     const metadata: Metadata = { ...doc.metadata, seen_at: Math.floor(Date.now() / 1000) };
     try {
       await this.#index(doc, metadata, release, redo);
       this.#clearRetry(doc.key);
     } catch (err) {
       if (this.#abort.signal.aborted) return;
-      if (isTransientCallError(err)) {
-        // The model may answer later: keep serving the indexed version, say why, try again.
+      if (isTransientError(err)) {
+        // The model (or a remote parser, or the parse workers) may answer later: keep serving the indexed version, say why, try again.
         const delay = this.#scheduleRetry(change);
         const reason = `${describeError(err)} (trying again in ${Math.round(delay / 1000)} s)`;
         this.#deps.logger.warn('document held back', { key: doc.key, error: reason });
@@ -228,7 +283,8 @@ export class Pipeline {
   #scheduleRetry(change: Change): number {
     const key = changeKey(change);
     const { retry_base_ms, retry_max_ms } = this.#deps.config;
-    const entry = this.#retries.get(key) ?? { attempts: 0, timer: null };
+    const entry = this.#retries.get(key) ?? { attempts: 0, timer: null, version: '' };
+    entry.version = change.kind === 'upsert' ? change.doc.version : '';
     if (entry.timer) clearTimeout(entry.timer);
     const delay = Math.min(retry_max_ms, retry_base_ms * 2 ** entry.attempts);
     entry.attempts++;
@@ -250,6 +306,10 @@ export class Pipeline {
 
   async #index(doc: SourceDocument, metadata: Metadata, release: () => void, redo: () => void): Promise<void> {
     const { engine, embedder, catalog, config, splitter } = this.#deps;
+    const existing = await engine.getDocument(doc.key);
+    // A version that failed stays failed until its source reports another: not read, not parsed
+    // again (a reconcile, a restart or a repeated event changes nothing about the file).
+    if (existing?.status === 'failed' && existing.version === doc.version) return;
     const model = { modelKey: embedder.modelKey, redo };
     const declaredSize = typeof metadata.size === 'number' ? metadata.size : 0;
     if (declaredSize > config.max_file_bytes) throw tooLarge(declaredSize, config.max_file_bytes);
@@ -257,7 +317,6 @@ export class Pipeline {
     if (bytes.byteLength > config.max_file_bytes) throw tooLarge(bytes.byteLength, config.max_file_bytes);
     const contentHash = sha256(bytes);
 
-    const existing = await engine.getDocument(doc.key);
     if (existing?.status === 'indexed' && existing.contentHash === contentHash) {
       // Same bytes under a new version (touch, copy back): refresh metadata, parse and embed nothing.
       const rows = (await engine.getChunks([...catalog.chunkIdsOf(doc.key)])).sort((a, b) => a.ordinal - b.ordinal);
@@ -266,12 +325,12 @@ export class Pipeline {
       return;
     }
 
-    const extension = extname(doc.key).toLowerCase();
+    const extension = (doc.extension ?? extname(doc.key)).toLowerCase();
     const parser = this.#deps.parsers.get(extension) ?? this.#deps.fallbackParser;
     if (!parser) throw new LivedexError('parse_failed', `no parser for "${extension || '(no extension)'}" files`);
     const parts = await parser.parse({ key: doc.key, bytes, extension, metadata, signal: this.#abort.signal });
     this.counters.parsed++;
-    const drafts = splitter.split(parts, metadata);
+    const drafts = await (this.#deps.splitters?.get(parser.name) ?? splitter).split(parts, metadata);
     const hashes = drafts.map((d) => sha256(d.text));
 
     // Chunk diff: texts with a stored embedding under this model are not embedded again.
@@ -315,7 +374,7 @@ export class Pipeline {
     model: { modelKey: string; redo: () => void } | null = null,
   ): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.#buffer.push({ op, vectors, modelKey: model?.modelKey ?? null, redo: model?.redo ?? null, resolve, reject });
+      this.#buffer.push({ op, vectors, modelKey: model?.modelKey ?? null, redo: model?.redo ?? null, seenAt: this.#inFlightSeenAt.get(op.key) ?? null, resolve, reject });
       release();
       if (this.#buffer.length >= this.#deps.config.commit_batch) void this.#flush();
       else this.#flushTimer ??= setTimeout(() => void this.#flush(), this.#deps.config.commit_delay_ms);
@@ -341,6 +400,7 @@ export class Pipeline {
 
   async #commitBatch(batch: PendingCommit[]): Promise<void> {
     const { engine, lock, logger } = this.#deps;
+    let committed: PendingCommit[] = [];
     try {
       const result = await lock.write(async () => {
         // The model may have switched (under this lock) since these were embedded: redo those.
@@ -350,15 +410,27 @@ export class Pipeline {
         const fresh = stale.length === 0 ? batch : batch.filter((p) => !stale.includes(p));
         const res = await engine.commit(model, fresh.map((p) => p.op));
         await this.#apply(res, fresh);
+        committed = fresh;
         return res;
       });
       this.lastSeq = Math.max(this.lastSeq, result.seq);
+      this.#emitChange(result.seq, committed);
+      this.#emitSettled(committed);
+      this.#storageRecovered();
       if (result.textIndexError) {
         // The store commit is durable; the text index replays it on the next commit or open.
         logger.warn('text index lags the store', { error: result.textIndexError, seq: result.seq });
+        this.#scheduleCatchUp();
       }
       for (const p of batch) p.resolve();
     } catch (err) {
+      const problem = storageProblem(err);
+      if (problem) {
+        // The store rolled the transaction back: nothing of this batch is committed. Splitting
+        // it would not help; hold it whole and try again later (reads keep serving meanwhile).
+        this.#holdForStorage(batch, describeStorageProblem(problem, engine.dir, err), err);
+        return;
+      }
       if (batch.length === 1) {
         batch[0]!.reject(err);
         return;
@@ -366,6 +438,94 @@ export class Pipeline {
       // One bad operation must not hold back the others: retry each on its own.
       logger.warn('batch commit failed, retrying one by one', { size: batch.length, error: describeError(err) });
       for (const p of batch) await this.#commitBatch([p]);
+    }
+  }
+
+  /** Keeps `batch` pending with `reason` and commits it again after a wait that doubles with each try. */
+  #holdForStorage(batch: PendingCommit[], reason: string, err: unknown): void {
+    if (this.#closed) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    const { retry_base_ms, retry_max_ms } = this.#deps.config;
+    const delay = Math.min(retry_max_ms, retry_base_ms * 2 ** this.#heldAttempts);
+    this.#heldAttempts++;
+    this.#storageError = `${reason}; commits are retried (next in ${Math.max(1, Math.round(delay / 1000))} s)`;
+    this.#held.push(...batch);
+    this.#deps.logger.error('commit refused by the data directory: documents stay pending', { documents: this.#held.length, error: this.#storageError });
+    if (this.#heldTimer) return;
+    this.#heldTimer = setTimeout(() => {
+      this.#heldTimer = null;
+      this.#buffer.unshift(...this.#held.splice(0));
+      void this.#flush();
+    }, delay);
+    this.#heldTimer.unref();
+  }
+
+  #storageRecovered(): void {
+    if (this.#storageError === null) return;
+    this.#deps.logger.info('the data directory takes commits again', { waiting: this.#held.length });
+    this.#storageError = null;
+    this.#heldAttempts = 0;
+    // Whatever still waits goes now rather than after its full wait.
+    if (this.#held.length > 0) {
+      if (this.#heldTimer) clearTimeout(this.#heldTimer);
+      this.#heldTimer = null;
+      this.#buffer.unshift(...this.#held.splice(0));
+      queueMicrotask(() => void this.#flush());
+    }
+  }
+
+  /** Replays the change log into a text index that failed to apply a commit: an empty commit does. */
+  #scheduleCatchUp(attempt = 0): void {
+    if (this.#catchUpTimer || this.#closed) return;
+    const { retry_base_ms, retry_max_ms } = this.#deps.config;
+    this.#catchUpTimer = setTimeout(() => {
+      this.#catchUpTimer = null;
+      if (this.#closed) return;
+      void this.#deps.lock
+        .write(() => this.#deps.engine.commit(this.#deps.embedder.modelKey, []))
+        .then(
+          (res) => (res.textIndexError ? this.#scheduleCatchUp(attempt + 1) : this.#deps.logger.info('text index caught up with the store', { seq: res.seq })),
+          () => this.#scheduleCatchUp(attempt + 1),
+        );
+    }, Math.min(retry_max_ms, retry_base_ms * 2 ** attempt));
+    this.#catchUpTimer.unref();
+  }
+
+  #emitChange(seq: number, committed: PendingCommit[]): void {
+    if (this.#changeListeners.size === 0 || committed.length === 0) return;
+    const change: IndexChange = { seq, updated: [], deleted: [] };
+    for (const { op } of committed) (op.op === 'delete' ? change.deleted : change.updated).push(op.key);
+    for (const listener of this.#changeListeners) {
+      try {
+        listener(change);
+      } catch (err) {
+        this.#deps.logger.warn('change listener failed', { error: describeError(err) });
+      }
+    }
+  }
+
+  /** Tells each committed document's new state: one log line per state change, and the settle listeners. */
+  #emitSettled(committed: PendingCommit[]): void {
+    const settledAt = Date.now();
+    for (const { op, seenAt } of committed) {
+      const event: DocumentSettled =
+        op.op === 'delete'
+          ? { key: op.key, state: 'deleted', error: null, chunks: 0, seenAt, settledAt }
+          : op.op === 'upsert'
+            ? { key: op.key, state: 'indexed', error: null, chunks: op.chunks.length, seenAt, settledAt }
+            : { key: op.key, state: op.status === 'failed' ? 'failed' : 'pending', error: op.error ?? null, chunks: 0, seenAt, settledAt };
+      // Failed and held-back documents are logged (as warnings, with the reason) where that is decided.
+      if (event.state === 'indexed') this.#deps.logger.info('document indexed', { key: event.key, chunks: event.chunks, ...(seenAt ? { lag_ms: settledAt - seenAt } : {}) });
+      else if (event.state === 'deleted') this.#deps.logger.info('document deleted', { key: event.key });
+      for (const listener of this.#settleListeners) {
+        try {
+          listener(event);
+        } catch (err) {
+          this.#deps.logger.warn('settle listener failed', { error: describeError(err) });
+        }
+      }
     }
   }
 

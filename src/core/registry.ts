@@ -1,7 +1,7 @@
 /** @module core/registry — plugins by kind and name; core reaches plugins only through here. */
 import { z } from 'zod';
 import { LivedexError } from './errors.js';
-import type { Embedder, Logger, Parser, Source, Splitter, VectorIndex } from './types.js';
+import type { ChatModel, Embedder, Logger, Parser, Source, Splitter, VectorIndex } from './types.js';
 
 /** What every plugin factory receives. */
 export interface PluginContext {
@@ -24,6 +24,8 @@ export interface PluginKinds {
   splitter: { instance: Splitter; ctx: PluginContext };
   embedder: { instance: Embedder; ctx: PluginContext };
   vectorIndex: { instance: VectorIndex; ctx: VectorIndexContext };
+  /** Chat models, for answers and summaries. */
+  llm: { instance: ChatModel; ctx: PluginContext };
 }
 export type PluginKind = keyof PluginKinds;
 
@@ -33,6 +35,11 @@ export interface PluginDefinition<K extends PluginKind = PluginKind, S extends z
   description: string;
   /** Options schema; its parsed output is what `create` receives. */
   options: S;
+  /**
+   * Built only when the config names it, never as part of a default set (e.g. a parser that
+   * sends documents to a remote service, or needs credentials).
+   */
+  optIn?: boolean;
   create(options: z.output<S>, ctx: PluginKinds[K]['ctx']): PluginKinds[K]['instance'] | Promise<PluginKinds[K]['instance']>;
 }
 

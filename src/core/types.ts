@@ -24,6 +24,11 @@ export interface SourceDocument {
   version: string;
   /** Source metadata: `path`, `modified_at` and `created_at` (Unix seconds), `size`, `url`… */
   metadata: Metadata;
+  /**
+   * Lower-case extension with the dot (`.docx`) that picks the parser, for keys that carry
+   * none (a Drive file id, a Graph item id); absent: the key's own extension.
+   */
+  extension?: string;
   /** Reads the current bytes; may throw if the document vanished meanwhile. */
   read(signal?: AbortSignal): Promise<Uint8Array>;
 }
@@ -102,6 +107,12 @@ export interface Parser {
   readonly name: string;
   /** Extensions this parser claims, lower-case with the dot (`.md`). */
   readonly extensions: readonly string[];
+  /**
+   * The splitter plugin this parser's parts are best split by (`structure` for formats with
+   * headings or pages), used unless the config names one (`splitter`, `splitters`); absent:
+   * the default splitter.
+   */
+  readonly splitter?: string;
   parse(input: ParseInput): Promise<ParsedPart[]>;
 }
 
@@ -113,7 +124,8 @@ export interface ChunkDraft {
 
 export interface Splitter {
   readonly name: string;
-  split(parts: ParsedPart[], documentMetadata: Metadata): ChunkDraft[];
+  /** Chunks of `parts` in order; may be async (LangChain's splitters are). */
+  split(parts: ParsedPart[], documentMetadata: Metadata): ChunkDraft[] | Promise<ChunkDraft[]>;
 }
 
 // ───────────────────────────── models ─────────────────────────────
@@ -132,6 +144,71 @@ export interface Embedder {
   embed(texts: string[], signal?: AbortSignal): Promise<Float32Array[]>;
   /** Embeds a query (some models prefix queries differently); defaults to `embed`. */
   embedQuery?(text: string, signal?: AbortSignal): Promise<Float32Array>;
+}
+
+/** One message of a chat conversation. */
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+/** A function the model may call instead of (or besides) writing text; `parameters` is a JSON Schema. */
+export interface ChatTool {
+  name: string;
+  description: string;
+  parameters: Record<string, unknown>;
+}
+
+/** A tool call the model made; `arguments` is the JSON text the model wrote. */
+export interface ChatToolCall {
+  name: string;
+  arguments: string;
+}
+
+export interface ChatRequest {
+  messages: ChatMessage[];
+  /** Model name; the plugin's configured model when absent. */
+  model?: string | null;
+  /** `json`: the model must answer with one JSON object (OpenAI's JSON mode). */
+  responseFormat?: 'text' | 'json';
+  tools?: ChatTool[];
+  temperature?: number;
+  maxTokens?: number;
+}
+
+export interface ChatUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+}
+
+export interface ChatResult {
+  text: string;
+  toolCalls: ChatToolCall[];
+  usage: ChatUsage;
+  /** The model that answered, as the server named it. */
+  model: string;
+  finishReason: string | null;
+}
+
+/** Streaming pieces of a chat answer: text as it comes, a tool call once it is complete, then the result. */
+export type ChatChunk =
+  | { type: 'text'; text: string }
+  | { type: 'tool_call'; call: ChatToolCall }
+  | { type: 'done'; result: ChatResult };
+
+/** A chat model (plugin kind `llm`): messages in, text (or tool calls) and usage out. */
+export interface ChatModel {
+  readonly name: string;
+  /** The model used when a request names none. */
+  readonly model: string;
+  complete(req: ChatRequest, signal?: AbortSignal): Promise<ChatResult>;
+  /**
+   * Streams the answer; the iterable ends with one `done` chunk. Errors before the first chunk
+   * are retried like `complete`; later ones end the stream with the error.
+   */
+  stream(req: ChatRequest, signal?: AbortSignal): AsyncIterable<ChatChunk>;
+  /** Cancels calls in flight (shutdown). */
+  close?(): Promise<void>;
 }
 
 // ───────────────────────────── indexes ─────────────────────────────
@@ -240,8 +317,29 @@ export interface LiveIndexApi {
   statistics(): Promise<Statistics>;
   status(): Promise<IndexStatus>;
   getDocument(key: string): Promise<DocumentInfo | null>;
+  /** Every stored document (indexed, pending or failed), sorted by key. */
+  listDocumentInfos(): Promise<DocumentInfo[]>;
+  /** A document's chunks in order (together: its text); null when there is no such document. */
+  getDocumentChunks(key: string): Promise<DocumentChunk[] | null>;
+  /** Calls `listener` after each commit with the documents it touched; returns the unsubscribe. */
+  onChange(listener: (change: IndexChange) => void): () => void;
   /** True once the first reconcile of every source has been indexed. */
   isReady(): boolean;
+}
+
+/** One chunk of a document, in document order. */
+export interface DocumentChunk {
+  ordinal: number;
+  text: string;
+  metadata: Metadata;
+}
+
+/** What one commit changed: documents (re)indexed or marked pending/failed, and documents removed. */
+export interface IndexChange {
+  /** The change-log sequence of the commit. */
+  seq: number;
+  updated: string[];
+  deleted: string[];
 }
 
 // ───────────────────────────── answers ─────────────────────────────
@@ -255,6 +353,8 @@ export interface AnswerRequest {
   /** Chat model name; the configured default when absent. */
   model?: string | null;
   returnContextDocs?: boolean;
+  /** Earlier turns of a conversation (the OpenAI-compatible endpoint), sent before the question. */
+  history?: ChatMessage[];
 }
 
 /** A context document the answer may cite as `[n]` (n = position + 1). */
@@ -270,6 +370,8 @@ export interface AnswerResult {
   /** Only when `returnContextDocs`; always computed. */
   context_docs?: ContextDoc[];
   usage: { prompt_tokens: number; completion_tokens: number; calls: number };
+  /** False when the model found no answer in the documents (even at the widest context). */
+  answered?: boolean;
 }
 
 /** Streaming pieces of an answer: tokens as they come, then the citations and usage. */
@@ -284,6 +386,8 @@ export interface SummarizeRequest {
 
 /** Question answering over a live index; absent when no chat model is configured. */
 export interface AnswerApi {
+  /** Model names a request may ask for, the default first (listed by `GET /v1/models`). */
+  readonly models?: readonly string[];
   answer(req: AnswerRequest, signal?: AbortSignal): Promise<AnswerResult>;
   answerStream(req: AnswerRequest, signal?: AbortSignal): AsyncIterable<AnswerEvent>;
   summarize(req: SummarizeRequest, signal?: AbortSignal): Promise<string>;

@@ -305,7 +305,7 @@ export const hashingEmbedder = definePlugin({
       lexicalNoticeLogged = true;
       ctx.logger.info(
         'embedder "hashing" gives lexical vectors only (shared words, not shared meaning); for semantic search use ' +
-          '`--embedder openai` (an OpenAI-compatible API: OPENAI_BASE_URL, OPENAI_API_KEY) or `--embedder local` (coming soon)',
+          '`--embedder openai` (an OpenAI-compatible API: OPENAI_BASE_URL, OPENAI_API_KEY) or `--embedder local --embedding-model <dir>` (an ONNX model directory, offline)',
         { modelKey: embedder.modelKey },
       );
     }

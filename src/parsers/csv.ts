@@ -29,6 +29,8 @@ export type CsvParserOptions = z.output<typeof csvParserOptions>;
  */
 export class CsvParser implements Parser {
   readonly name = 'csv';
+  /** Record parts stay as they are (a part over the budget is cut between records). */
+  readonly splitter = 'token';
   readonly extensions: readonly string[];
   readonly #opts: CsvParserOptions;
 

@@ -30,6 +30,8 @@ export type DocxParserOptions = z.output<typeof docxParserOptions>;
  */
 export class DocxParser implements Parser {
   readonly name = 'docx';
+  /** Heading paths and page ranges kept, table rows never cut. */
+  readonly splitter = 'structure';
   readonly extensions: readonly string[];
   readonly #zip: ZipLimits;
   readonly #html = new HtmlParser({ extensions: ['.html'] });

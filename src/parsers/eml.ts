@@ -44,6 +44,8 @@ export type EmlParserOptions = z.output<typeof emlParserOptions>;
  */
 export class EmlParser implements Parser {
   readonly name = 'eml';
+  /** Heading paths and page ranges kept, table rows never cut. */
+  readonly splitter = 'structure';
   readonly extensions: readonly string[];
   readonly #opts: EmlParserOptions;
   #byExtension: Map<string, Parser> | undefined;

@@ -105,6 +105,8 @@ function converterOptions(opts: HtmlParserOptions): HtmlToTextOptions {
  */
 export class HtmlParser implements Parser {
   readonly name = 'html';
+  /** Heading paths and page ranges kept, table rows never cut. */
+  readonly splitter = 'structure';
   readonly extensions: readonly string[];
   readonly #convert: (html: string, metadata?: ConversionState) => string;
 

@@ -24,6 +24,8 @@ export type JsonParserOptions = z.output<typeof jsonParserOptions>;
  */
 export class JsonParser implements Parser {
   readonly name = 'json';
+  /** Record parts stay as they are (a part over the budget is cut between records). */
+  readonly splitter = 'token';
   readonly extensions: readonly string[];
 
   constructor(options: Partial<JsonParserOptions> = {}) {

@@ -37,6 +37,8 @@ const NOT_PARAGRAPH = /^ {0,3}(?:[-*+][ \t]|\d{1,9}[.)][ \t]|>|\||<)|^(?: {4}|\t
  */
 export class MarkdownParser implements Parser {
   readonly name = 'markdown';
+  /** Heading paths and page ranges kept, table rows never cut. */
+  readonly splitter = 'structure';
   readonly extensions: readonly string[];
 
   constructor(extensions: readonly string[] = MARKDOWN_EXTENSIONS) {

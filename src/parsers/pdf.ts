@@ -55,6 +55,8 @@ interface TextRun {
  */
 export class PdfParser implements Parser {
   readonly name = 'pdf';
+  /** Heading paths and page ranges kept, table rows never cut. */
+  readonly splitter = 'structure';
   readonly extensions: readonly string[];
   readonly #opts: PdfParserOptions;
 

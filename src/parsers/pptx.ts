@@ -52,6 +52,8 @@ const NOTES_CHROME = new Set(['sldImg', 'sldNum', 'hdr', 'ftr', 'dt']);
  */
 export class PptxParser implements Parser {
   readonly name = 'pptx';
+  /** Heading paths and page ranges kept, table rows never cut. */
+  readonly splitter = 'structure';
   readonly extensions: readonly string[];
   readonly #opts: PptxParserOptions;
 

@@ -34,6 +34,8 @@ export type XlsxParserOptions = z.output<typeof xlsxParserOptions>;
  */
 export class XlsxParser implements Parser {
   readonly name = 'xlsx';
+  /** Record parts stay as they are (a part over the budget is cut between records). */
+  readonly splitter = 'token';
   readonly extensions: readonly string[];
   readonly #opts: XlsxParserOptions;
 

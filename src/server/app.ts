@@ -5,9 +5,16 @@ import { methodNotAllowed } from 'hono/method-not-allowed';
 import { getPath } from 'hono/utils/url';
 import { LivedexError } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
-import type { LiveIndexApi, Logger } from '../core/types.js';
+import type { AnswerApi, LiveIndexApi, Logger } from '../core/types.js';
+import { mountMcp } from '../mcp/http.js';
+import { mountAnswerRoutes } from './answers.js';
 import { errorBody, respondToError } from './errors.js';
+import { createMetrics, mountMetrics } from './metrics.js';
+import { mountOpenApi } from './openapi.js';
+import { mountPush, type PushRouteOptions } from './push.js';
 import { readFields } from './request.js';
+import { mountSecurity, type SecurityOptions } from './security.js';
+import { mountStatusPage } from './ui/page.js';
 import {
   DEFAULT_K,
   DEFAULT_MAX_K,
@@ -27,6 +34,18 @@ export interface AppOptions {
   defaultK?: number;
   /** The largest `k` accepted (default 1000); larger asks are a 400. */
   maxK?: number;
+  /** Push ingestion (`PUT`/`DELETE /v1/documents/{key}`); absent: those routes say it is off (404). */
+  push?: PushRouteOptions;
+  /** Answers questions (`/v2/answer`, `/v2/summarize`, `/v1/chat/completions`); absent: those routes answer 503. */
+  answerer?: AnswerApi;
+  /** Serve MCP (streamable HTTP) at `/mcp` over the same index and schemas (default true). */
+  mcp?: boolean;
+  /** Tokens, CORS and limits (see `securityFor`); absent: open, unlimited (tests, embedding). */
+  security?: SecurityOptions;
+  /** Aborted when the server stops: long-lived connections (MCP sessions) end. */
+  signal?: AbortSignal;
+  /** Serve Prometheus metrics at `/metrics` (behind the token like every route; default true). */
+  metrics?: boolean;
 }
 
 /**
@@ -43,7 +62,8 @@ const LIST_DOCUMENTS_ROUTES = ['/v1/inputs', '/v2/list_documents', '/v1/pw_list_
 
 /**
  * Builds the REST app over `index`: `/v1/retrieve`, `/v1/statistics`, `/v1/inputs` (and its
- * aliases `/v2/list_documents`, `/v1/pw_list_documents`), `GET /v1/documents/{key}`,
+ * aliases `/v2/list_documents`, `/v1/pw_list_documents`), `GET /v1/documents/{key}` (and, with
+ * a push source, `PUT`/`DELETE` on it: see `server/push.ts`),
  * `GET /v1/status` (queue, counts by status), `/healthz` and `/readyz`. Every route but the last three takes GET (query string) and
  * POST (JSON body, query string filling missing keys); every error is JSON.
  *
@@ -56,6 +76,14 @@ export function createApp(index: LiveIndexApi, opts: AppOptions = {}): Hono {
   const defaultK = opts.defaultK ?? DEFAULT_K;
   const retrieveSchema = retrieveRequestSchema({ maxK: opts.maxK ?? DEFAULT_MAX_K });
   const app = new Hono({ getPath: normalizedPath });
+  const metrics = opts.metrics === false ? null : createMetrics(index);
+  if (metrics) {
+    // Refusals by the security middleware are counted too.
+    app.use(metrics.countErrors);
+    index = metrics.instrument(index);
+    opts.signal?.addEventListener('abort', () => metrics.close(), { once: true });
+  }
+  if (opts.security) mountSecurity(app, opts.security);
 
   app.use(
     methodNotAllowed({
@@ -97,6 +125,10 @@ export function createApp(index: LiveIndexApi, opts: AppOptions = {}): Hono {
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
+  if (metrics) mountMetrics(app, metrics);
+  mountOpenApi(app);
+  mountStatusPage(app);
+
   app.get('/readyz', async (c) => {
     if (index.isReady()) return c.json({ ready: true });
     let detail: Record<string, unknown> = {};
@@ -108,6 +140,14 @@ export function createApp(index: LiveIndexApi, opts: AppOptions = {}): Hono {
     }
     return c.json({ ready: false, reason: 'the first indexing of the sources is not finished', ...detail }, 503);
   });
+
+  mountAnswerRoutes(app, opts.answerer, { logger });
+
+  mountPush(app, opts.push);
+
+  if (opts.mcp !== false) {
+    mountMcp(app, index, { logger, defaultK, maxK: opts.maxK ?? DEFAULT_MAX_K, ...(opts.answerer ? { answer: opts.answerer } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
+  }
 
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
   app.onError((err, c) => respondToError(err, c, logger));

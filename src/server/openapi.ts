@@ -147,6 +147,7 @@ export function operations(): Operation[] {
     { path: '/metrics', method: 'get', summary: 'Prometheus metrics', tags: ['operations'], responses: { 200: { description: 'Prometheus text format 0.0.4.', mediaType: 'text/plain' }, ...errors(401) } },
     { path: '/openapi.json', method: 'get', summary: 'This description', tags: ['operations'], responses: { 200: { description: 'OpenAPI 3.1 document.', mediaType: 'application/json' }, ...errors(401) } },
     { path: '/docs', method: 'get', summary: 'API reference (HTML)', tags: ['operations'], responses: { 200: { description: 'HTML page.', mediaType: 'text/html' }, ...errors(401) } },
+    { path: '/', method: 'get', summary: 'Status page (HTML; no token needed: it holds no data, its API calls carry the token)', tags: ['operations'], open: true, responses: { 200: { description: 'HTML page.', mediaType: 'text/html' } } },
   );
   // MCP answers its own errors as JSON-RPC (a missing session, a bad message); the token check is ours.
   const mcpErrors = { 400: { description: 'Not a valid MCP request (e.g. no session).', schema: JsonRpcResponseSchema }, ...errors(401) };

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { LivedexError } from '../core/errors.js';
-import type { ListDocumentsRequest, RetrieveRequest } from '../core/types.js';
+import type { AnswerRequest, ListDocumentsRequest, RetrieveRequest, SummarizeRequest } from '../core/types.js';
 
 /** Pathway's clients default `k` to 3; so do we. */
 export const DEFAULT_K = 3;
@@ -104,7 +104,93 @@ export const GetDocumentRequestSchema = z.object({
   key: z.string().min(1, { error: 'key must not be empty' }).describe('The document key (for the folder source, its path).'),
 });
 
+/** `/v2/answer`, `/v1/pw_ai_answer` (and the MCP `answer` tool): Pathway's fields plus ours. */
+export const answerRequestSchema = z.object({
+  prompt: z
+    .string({
+      error: (iss) =>
+        iss.input === undefined || iss.input === null ? 'prompt is required: the question to answer' : `prompt must be a string (got ${shown(iss.input)})`,
+    })
+    .describe('The question to answer from the documents (required).'),
+  filters: z
+    .string({ error: (iss) => `filters must be a string (a JMESPath expression) or null (got ${shown(iss.input)})` })
+    .nullish()
+    .describe('JMESPath metadata filter applied inside retrieval (as metadata_filter of /v1/retrieve); Pathway\'s name.'),
+  metadata_filter: filterFields.metadata_filter.describe('Same as filters (ANDed with it when both are given).'),
+  filepath_globpattern: filterFields.filepath_globpattern,
+  model: z
+    .string({ error: (iss) => `model must be a string or null (got ${shown(iss.input)})` })
+    .nullish()
+    .describe('Chat model to use; the configured one when null. Only the configured model and those in answer.models are allowed.'),
+  return_context_docs: z
+    .boolean({ error: (iss) => `return_context_docs must be true or false (got ${shown(iss.input)})` })
+    .nullish()
+    .describe('Add `context_docs`: the documents the model saw, `[n]` in the answer citing `context_docs[n-1]`.'),
+  stream: z
+    .boolean({ error: (iss) => `stream must be true or false (got ${shown(iss.input)})` })
+    .nullish()
+    .describe('Stream the answer as server-sent events (also with `Accept: text/event-stream`).'),
+});
+export type AnswerRequestWire = z.output<typeof answerRequestSchema>;
+
+/** `/v2/summarize`, `/v1/pw_ai_summary` (and the MCP `summarize` tool). */
+export const summarizeRequestSchema = z.object({
+  text_list: z
+    .array(z.string({ error: (iss) => `text_list must hold strings only (got ${shown(iss.input)})` }), {
+      error: (iss) =>
+        iss.input === undefined || iss.input === null ? 'text_list is required: the texts to summarize' : `text_list must be an array of strings (got ${shown(iss.input)})`,
+    })
+    .min(1, { error: 'text_list must hold at least one text' })
+    .describe('The texts to summarize (required).'),
+  model: z
+    .string({ error: (iss) => `model must be a string or null (got ${shown(iss.input)})` })
+    .nullish()
+    .describe('Chat model to use; the configured one when null.'),
+});
+export type SummarizeRequestWire = z.output<typeof summarizeRequestSchema>;
+
+const chatContentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
+
+/** `POST /v1/chat/completions`: OpenAI's request; livedex reads the messages and answers from the documents. */
+export const chatCompletionRequestSchema = z.looseObject({
+  model: z.string({ error: (iss) => `model must be a string (got ${shown(iss.input)})` }).describe('"livedex" (or null) for the configured chat model, or one of answer.models.').nullish(),
+  messages: z
+    .array(
+      z.looseObject({
+        role: z.string({ error: 'each message needs a role' }),
+        content: z.union([z.string(), z.array(chatContentPart), z.null()], { error: 'message content must be a string, an array of text parts or null' }).optional(),
+      }),
+      { error: (iss) => (iss.input === undefined ? 'messages is required: the conversation, ending with the user\'s question' : `messages must be an array (got ${shown(iss.input)})`) },
+    )
+    .min(1, { error: 'messages must hold at least one message' }),
+  stream: z.boolean({ error: (iss) => `stream must be true or false (got ${shown(iss.input)})` }).nullish(),
+  stream_options: z.looseObject({ include_usage: z.boolean().optional() }).nullish(),
+  ...filterFields,
+});
+export type ChatCompletionRequestWire = z.output<typeof chatCompletionRequestSchema>;
+
 // ───────────────────────────── responses ─────────────────────────────
+
+export const ContextDocSchema = z.object({
+  text: z.string(),
+  metadata: z.record(z.string(), z.unknown()),
+  dist: z.number(),
+  scores: z.object({ bm25: z.number().optional(), vector: z.number().optional(), fused: z.number().optional() }),
+  ref: z.number().int().describe('The number [n] that cites this document in the answer.'),
+});
+
+/** `/v2/answer`: Pathway's `{response, context_docs?}` plus citations and usage. */
+export const AnswerResponseSchema = z.object({
+  response: z.string().describe('The answer, citing documents as [n].'),
+  context_docs: z.array(ContextDocSchema).optional().describe('With return_context_docs: the documents the model saw.'),
+  citations: z.array(z.number().int()).describe('The [n] the answer uses; n cites context_docs[n-1].'),
+  answered: z.boolean().describe('False when the documents did not hold the answer.'),
+  usage: z.object({ prompt_tokens: z.number().int(), completion_tokens: z.number().int(), calls: z.number().int() }),
+});
+
+/** `/v2/summarize`: a bare JSON string, as Pathway. */
+export const SummarizeResponseSchema = z.string();
+
 
 export const MetadataSchema = z.record(z.string(), z.unknown()).describe('Document and chunk metadata (path, modified_at, …).');
 
@@ -155,6 +241,8 @@ const COERCIONS: Record<string, Coercion> = {
   k: 'integer',
   alpha: 'number',
   return_status: 'boolean',
+  return_context_docs: 'boolean',
+  stream: 'boolean',
   mode: 'enum',
   fusion: 'enum',
 };
@@ -222,6 +310,23 @@ export function toRetrieveRequest(wire: RetrieveRequestWire, defaults: { k?: num
     req.fusion = wire.fusion;
   }
   return req;
+}
+
+/** Turns a validated `/v2/answer` body into the answerer's request (`filters` and `metadata_filter` are ANDed). */
+export function toAnswerRequest(wire: AnswerRequestWire): AnswerRequest {
+  const filters = [wire.filters, wire.metadata_filter].filter((f): f is string => typeof f === 'string' && f.trim() !== '');
+  return {
+    prompt: wire.prompt,
+    metadataFilter: filters.length === 0 ? null : filters.length === 1 ? filters[0]! : filters.map((f) => `(${f})`).join(' && '),
+    filepathGlobpattern: wire.filepath_globpattern || null,
+    model: wire.model || null,
+    returnContextDocs: wire.return_context_docs ?? false,
+  };
+}
+
+/** Turns a validated `/v2/summarize` body into the answerer's request. */
+export function toSummarizeRequest(wire: SummarizeRequestWire): SummarizeRequest {
+  return { textList: wire.text_list, model: wire.model || null };
 }
 
 /** Turns a validated list-documents body into the index's request, applying defaults. */

@@ -38,8 +38,8 @@ export interface SecurityOptions {
   maxConcurrent: number;
 }
 
-/** Routes anyone may call: probes must work without credentials. */
-const OPEN_ROUTES = new Set(['/healthz', '/readyz']);
+/** Routes anyone may call: probes must work without credentials; the status page holds no data (its API calls carry the token). */
+const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/']);
 
 /** Writes need an admin token: pushing and deleting documents. */
 const isAdminRequest = (c: Context) => (c.req.method === 'PUT' || c.req.method === 'DELETE') && c.req.path.startsWith('/v1/documents/');

@@ -1,6 +1,7 @@
 /** A `LiveIndexApi` stand-in for route tests: canned documents, real filters, and a record of every request. */
 import { compileFilter } from '../../src/core/filter.js';
 import type {
+  DocumentChunk,
   DocumentInfo,
   Hit,
   IndexStatus,
@@ -80,6 +81,25 @@ export function createStubIndex(): StubIndex {
       const metadata = STUB_DOCUMENTS.find((m) => m.path === key);
       if (!metadata) return null;
       return { key, status: 'indexed', error: null, metadata, chunk_count: 1, indexed_at: 1700000500, seen_at: 1700000500 };
+    },
+
+    async listDocumentInfos(): Promise<DocumentInfo[]> {
+      if (stub.failWith !== undefined) throw stub.failWith;
+      return STUB_DOCUMENTS.map((metadata): DocumentInfo => {
+        const key = String(metadata.path);
+        return { key, status: 'indexed', error: null, metadata, chunk_count: 1, indexed_at: 1700000500, seen_at: 1700000500 };
+      }).sort((a, b) => (a.key < b.key ? -1 : 1));
+    },
+
+    async getDocumentChunks(key): Promise<DocumentChunk[] | null> {
+      if (stub.failWith !== undefined) throw stub.failWith;
+      const metadata = STUB_DOCUMENTS.find((m) => m.path === key);
+      return metadata ? [{ ordinal: 0, text: `chunk of ${key}`, metadata }] : null;
+    },
+
+    // Canned documents never change.
+    onChange() {
+      return () => {};
     },
 
     isReady() {

@@ -1,5 +1,5 @@
 /** @module sources/fs — the folder source: a reconciled listing of a directory tree, kept live by a watcher. */
-import { promises as fsp, realpathSync, type Stats } from 'node:fs';
+import { constants as fsConstants, promises as fsp, realpathSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import picomatch from 'picomatch';
@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { LivedexError, describeError } from '../../core/errors.js';
 import { definePlugin } from '../../core/registry.js';
 import type { Change, Logger, Source, SourceContext, SourceDocument } from '../../core/types.js';
+import { isNamedKey } from '../naming.js';
 
 const globs = z.union([z.string().min(1).transform((s) => [s]), z.array(z.string().min(1))]);
 
@@ -155,7 +156,8 @@ export class FolderSource implements Source {
   }
 
   owns(key: string): boolean {
-    if (this.#prefix === '.') return !path.posix.isAbsolute(key) && key !== '..' && !key.startsWith('../');
+    // Relative keys, but not those of the cloud and push sources (`s3:…`, `push:…`).
+    if (this.#prefix === '.') return !path.posix.isAbsolute(key) && key !== '..' && !key.startsWith('../') && !isNamedKey(key);
     if (this.#prefix === '/') return key.startsWith('/');
     return key.startsWith(this.#prefix + '/');
   }
@@ -474,8 +476,40 @@ export class FolderSource implements Source {
       key,
       version: versionOf(stats),
       metadata: { path: key, modified_at: modified, created_at: born, size: stats.size, owner: String(stats.uid) },
-      read: async (signal?: AbortSignal) => new Uint8Array(await fsp.readFile(abs, signal ? { signal } : {})),
+      read: (signal?: AbortSignal) => this.#read(abs, signal),
     };
+  }
+
+  /**
+   * Reads a listed file as it is now: the path may have become a FIFO (whose open would block a
+   * thread for good), a device, or a link out of the folder since it was listed. Opens without
+   * blocking and without following a last link (unless links are followed, then checked to stay
+   * inside), and reads only a regular file.
+   */
+  async #read(abs: string, signal?: AbortSignal): Promise<Uint8Array> {
+    const follow = this.#opts.follow_symlinks;
+    const flags = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | (follow ? 0 : fsConstants.O_NOFOLLOW);
+    let handle: fsp.FileHandle;
+    try {
+      handle = await fsp.open(abs, flags);
+    } catch (err) {
+      // A link where a file was (not followed): gone as far as this folder is concerned.
+      if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw Object.assign(new Error(`${abs} became a symlink`), { code: 'ENOENT' });
+      throw err;
+    }
+    try {
+      const st = await handle.stat();
+      if (!st.isFile()) throw Object.assign(new Error(`${abs} is no longer a regular file`), { code: 'ENOENT' });
+      if (follow) {
+        const real = await fsp.realpath(abs);
+        if (real !== this.#rootReal && !real.startsWith(this.#rootReal + path.sep)) {
+          throw Object.assign(new Error(`${abs} now leads outside the folder`), { code: 'ENOENT' });
+        }
+      }
+      return new Uint8Array(await handle.readFile(signal ? { signal } : {}));
+    } finally {
+      await handle.close();
+    }
   }
 
   async #emit(changes: Change[]): Promise<void> {
