@@ -60,7 +60,8 @@ describe('Dockerfile', () => {
         encoding: 'utf8',
         maxBuffer: 64 * 1024 * 1024,
         // Compiled crates are shared with the repository's own build, as `.ci/run` does (a cache only).
-        env: { ...process.env, CARGO_TARGET_DIR: process.env.CARGO_TARGET_DIR ?? path.join(homedir(), '.cache', 'livedex', 'cargo-target') },
+        // npm reuses its cache without asking the registry about every package again.
+        env: { ...process.env, CARGO_TARGET_DIR: process.env.CARGO_TARGET_DIR ?? path.join(homedir(), '.cache', 'livedex', 'cargo-target'), npm_config_prefer_offline: 'true' },
       },
     );
     assert.equal(res.status, 0, `dry run failed:\n${res.stderr.slice(-4000)}\n${res.stdout}`);
