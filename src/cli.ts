@@ -289,6 +289,9 @@ export function buildCli(): Command {
     const running = await serve(config, { logger: createLogger({ level: opts.logLevel }) });
     console.log(`livedex serving ${args.join(' ') || opts.config || 'pushed documents'} at ${running.url}`);
     onShutdown(running.close);
+    // The first sync shows its progress (a bar on a terminal, a line every few seconds otherwise).
+    const stopProgress = opts.logLevel === 'silent' ? () => {} : trackProgress(running.index);
+    running.ready.finally(stopProgress).catch(() => {});
     running.ready.then(async () => {
       const s = await running.index.status();
       console.log(`initial sync done: ${s.documents.indexed} documents indexed, ${s.documents.failed} failed, ${s.chunks} chunks`);
