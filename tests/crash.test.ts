@@ -9,7 +9,8 @@ import { parseConfig } from '../src/livedex.js';
 import { countingRegistry, runCli, tempDir } from './helpers/livedex.js';
 
 const FILES = 200;
-const RUNS = Number(process.env.CRASH_RUNS ?? 10);
+// A few kill points per suite run; `npm run bench:crash` runs a hundred, during edits too.
+const RUNS = Number(process.env.CRASH_RUNS ?? 4);
 
 /** Every chunk as (document, ordinal, text hash), plus the cross-checks between the store and both indexes. */
 async function snapshotOf(folder: string, dataDir: string): Promise<{ chunks: string[]; problems: string[] }> {
