@@ -1,30 +1,16 @@
 /** @module parsers/eml — e-mail messages with mailparser: headers as metadata, the body, attachments parsed by their type. */
 import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
 import { extname } from 'node:path';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { LivedexError, describeError } from '../core/errors.js';
 import { definePlugin } from '../core/registry.js';
 import type { Metadata, ParsedPart, ParseInput, Parser } from '../core/types.js';
-import { CsvParser } from './csv.js';
 import { isBlank } from './decode.js';
-import { DocxParser } from './docx.js';
-import { HtmlParser } from './html.js';
-import { JsonParser } from './json.js';
-import { MarkdownParser } from './markdown.js';
-import { PdfParser } from './pdf.js';
-import { PptxParser } from './pptx.js';
-import { TextParser } from './text.js';
-import { XlsxParser } from './xlsx.js';
+import { documentParsersByExtension, mailParserOptions } from './mail.js';
 
 export const EML_EXTENSIONS: readonly string[] = ['.eml'];
 
-export const emlParserOptions = z.strictObject({
-  extensions: z.array(z.string().regex(/^\.[a-z0-9][a-z0-9._+-]*$/, 'an extension is lower-case and starts with a dot, like ".eml"')).default([...EML_EXTENSIONS]),
-  /** Parse attachments with the parser of their file type (PDF, Office, text…). */
-  attachments: z.boolean().default(true),
-  /** How deep messages attached to messages are followed. */
-  max_depth: z.number().int().min(0).max(10).default(3),
-});
+export const emlParserOptions = mailParserOptions(EML_EXTENSIONS);
 export type EmlParserOptions = z.output<typeof emlParserOptions>;
 
 /**
@@ -130,14 +116,7 @@ export class EmlParser implements Parser {
 
   /** The sibling parsers attachments go to, by extension; built on first use. */
   #parsers(): Map<string, Parser> {
-    if (!this.#byExtension) {
-      const parsers: Parser[] = [
-        new PdfParser(), new DocxParser(), new PptxParser(), new XlsxParser(), new CsvParser(), new JsonParser(),
-        new HtmlParser(), new MarkdownParser(), new TextParser(),
-      ];
-      this.#byExtension = new Map();
-      for (const p of parsers) for (const ext of p.extensions) if (!this.#byExtension.has(ext)) this.#byExtension.set(ext, p);
-    }
+    this.#byExtension ??= documentParsersByExtension();
     return this.#byExtension;
   }
 }

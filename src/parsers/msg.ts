@@ -1,33 +1,19 @@
 /** @module parsers/msg — Outlook `.msg` messages with @kenjiuno/msgreader: headers as metadata, the body, attachments parsed by their type. */
 import msgreader, { type FieldsData } from '@kenjiuno/msgreader';
 import { extname } from 'node:path';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { describeError, LivedexError } from '../core/errors.js';
 import { definePlugin } from '../core/registry.js';
 import type { Metadata, ParsedPart, ParseInput, Parser } from '../core/types.js';
-import { CsvParser } from './csv.js';
 import { isBlank } from './decode.js';
-import { DocxParser } from './docx.js';
 import { EmlParser } from './eml.js';
-import { HtmlParser } from './html.js';
-import { JsonParser } from './json.js';
-import { MarkdownParser } from './markdown.js';
-import { PdfParser } from './pdf.js';
-import { PptxParser } from './pptx.js';
-import { TextParser } from './text.js';
-import { XlsxParser } from './xlsx.js';
+import { documentParsersByExtension, mailParserOptions } from './mail.js';
 
 const MsgReader = msgreader.default;
 
 export const MSG_EXTENSIONS: readonly string[] = ['.msg'];
 
-export const msgParserOptions = z.strictObject({
-  extensions: z.array(z.string().regex(/^\.[a-z0-9][a-z0-9._+-]*$/, 'an extension is lower-case and starts with a dot, like ".msg"')).default([...MSG_EXTENSIONS]),
-  /** Parse attachments with the parser of their file type (PDF, Office, text, messages…). */
-  attachments: z.boolean().default(true),
-  /** How deep messages attached to messages are followed. */
-  max_depth: z.number().int().min(0).max(10).default(3),
-});
+export const msgParserOptions = mailParserOptions(MSG_EXTENSIONS);
 export type MsgParserOptions = z.output<typeof msgParserOptions>;
 
 /**
@@ -117,14 +103,7 @@ export class MsgParser implements Parser {
 
   /** The sibling parsers attachments go to, by extension; built on first use. */
   #parsers(depth: number): Map<string, Parser> {
-    if (!this.#byExtension) {
-      const parsers: Parser[] = [
-        new PdfParser(), new DocxParser(), new PptxParser(), new XlsxParser(), new CsvParser(), new JsonParser(),
-        new HtmlParser(), new MarkdownParser(), new TextParser(),
-      ];
-      this.#byExtension = new Map();
-      for (const p of parsers) for (const ext of p.extensions) if (!this.#byExtension.has(ext)) this.#byExtension.set(ext, p);
-    }
+    this.#byExtension ??= documentParsersByExtension();
     // An attached `.eml` counts as one level down, with what is left of the depth budget.
     const eml = new EmlParser({ max_depth: Math.max(0, this.#opts.max_depth - depth - 1) });
     return new Map([...this.#byExtension, ...eml.extensions.map((ext) => [ext, eml] as const)]);
