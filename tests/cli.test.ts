@@ -1,7 +1,7 @@
 /** The `livedex` command line, run as a real child process. */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -93,6 +93,24 @@ describe('the livedex command', () => {
       assert.match(out, /indexing \|[█░]+\| \d+\/\d+ documents · \d+ chunks/);
       assert.match(out, /indexed .* 4 documents/);
     } finally {
+      await tty.cleanup();
+    }
+  });
+
+  it('`serve` shows the first sync as a progress bar on a terminal', { skip: !existsSync('/usr/bin/script') && 'needs util-linux script for a pseudo-terminal' }, async () => {
+    const tty = await tempDir();
+    const command = [process.execPath, '--import', 'tsx', join(ROOT, 'src/cli.ts'), 'serve', folder.path, '--data-dir', tty.path, '--port', '0']
+      .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
+      .join(' ');
+    const child = spawn('script', ['-qec', command, '/dev/null'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+    try {
+      await waitFor(() => /initial sync done/.test(out) || undefined, 120_000, 50);
+      assert.match(out, /indexing \|[█░]+\| \d+\/\d+ documents · \d+ chunks/);
+      assert.match(out, /initial sync done: 4 documents indexed/);
+    } finally {
+      child.kill('SIGKILL');
       await tty.cleanup();
     }
   });
