@@ -7,7 +7,8 @@ import type { SourceStatus } from '../src/core/types.js';
 import { FakeGraph } from './helpers/fake-graph.js';
 import { get, retrieve, startServer, tempDir, waitFor, type TestServer } from './helpers/livedex.js';
 
-const CAP_MS = 30_000;
+// A generous cap for each change to show (the machine may be loaded); never a timing assertion.
+const CAP_MS = 120_000;
 
 async function serveGraph(graph: FakeGraph, folder: string, dataDir: string, extra: Record<string, unknown> = {}): Promise<TestServer> {
   return startServer(folder, {

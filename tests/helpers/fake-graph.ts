@@ -209,6 +209,9 @@ export class FakeGraph extends FakeHttp {
   #delta(url: URL): Reply {
     const token = url.searchParams.get('token');
     const skip = Number(url.searchParams.get('skip') ?? 0);
+    // A round of pages reads one snapshot of the log, as Graph's tokens do: the deltaLink of its
+    // last page points where the first page stood, so a change made mid-round comes next round.
+    const at = Number(url.searchParams.get('at') ?? this.log.length);
     let entries: Array<Record<string, unknown>>;
     if (token === null || token === 'enum') {
       entries = [...this.items.values()].map((i) => this.#resource(i));
@@ -218,7 +221,7 @@ export class FakeGraph extends FakeHttp {
         return graphError(410, 'resyncRequired', "Resync required. Replace any local items with the server's version (including deletes) if you're sure that the service was up to date with your local changes when you last sync'd.");
       }
       const latest = new Map<string, (typeof this.log)[number]>();
-      for (const e of this.log.slice(from)) {
+      for (const e of this.log.slice(from, at)) {
         latest.delete(e.id);
         latest.set(e.id, e);
       }
@@ -238,7 +241,7 @@ export class FakeGraph extends FakeHttp {
       body: {
         '@odata.context': `${this.url}/v1.0/$metadata#Collection(driveItem)`,
         value: page,
-        ...(more ? { '@odata.nextLink': `${base}?token=${tokenParam}&skip=${skip + this.pageSize}` } : { '@odata.deltaLink': `${base}?token=${this.log.length}` }),
+        ...(more ? { '@odata.nextLink': `${base}?token=${tokenParam}&skip=${skip + this.pageSize}&at=${at}` } : { '@odata.deltaLink': `${base}?token=${at}` }),
       },
     };
   }
