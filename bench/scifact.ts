@@ -1,11 +1,14 @@
 /**
  * Retrieval evaluation on a BEIR dataset (SciFact by default) through the real server:
- * nDCG@10, Recall@100 and MRR@10 per mode. `npm run eval [-- --dataset DIR --embedder NAME --sweep]`
+ * nDCG@10, Recall@100 and MRR@10 per mode. `npm run eval [-- --dataset DIR --embedder NAME --no-sweep --fresh]`; writes
+ * `bench/results/<date>-eval.json` (summary + per-query metrics) and a markdown table beside it;
+ * `--embedder local [--model DIR]` uses a local ONNX model (default: all-MiniLM-L6-v2, fetched by bench/fetch-model.ts).
  */
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { silentLogger } from '../src/core/log.js';
 import { parseConfig, serve } from '../src/livedex.js';
+import { DEFAULT_MODEL_DIR, fetchMiniLM } from './fetch-model.js';
 import { arg, DEFAULT_DATASET, distinctDocs, loadDataset, mean, mrrAt, ndcgAt, postJson, recallAt } from './lib.js';
 
 interface Variant {
@@ -16,37 +19,56 @@ interface Variant {
 const datasetDir = arg('dataset', DEFAULT_DATASET);
 const embedder = arg('embedder', 'hashing');
 const cache = join(new URL('.', import.meta.url).pathname, '.cache', datasetDir.split('/').pop()!);
-const dataDir = join(cache, `data-${embedder}`);
+// A local model is named by its directory (and fetched when it is the default one).
+const modelDir = embedder === 'local' ? (process.argv.includes('--model') ? resolve(arg('model', '')) : await fetchMiniLM(DEFAULT_MODEL_DIR)) : null;
+const label = modelDir ? `local-${basename(modelDir)}` : embedder;
+/** `--splitter NAME`: every document split by that splitter (in its own data directory); default: per parser. */
+const splitter = arg('splitter', '');
+const dataDir = join(cache, `data-${label}${splitter ? `-${splitter}` : ''}`);
 const fresh = process.argv.includes('--fresh');
 
 const dataset = await loadDataset(datasetDir, cache);
 if (fresh) await rm(dataDir, { recursive: true, force: true });
 await mkdir(dataDir, { recursive: true });
-const config = parseConfig({ data_dir: dataDir, port: 0, embedder, sources: [{ fs: { path: dataset.folder, reconcile_interval_s: 0 } }] });
+const config = parseConfig({ data_dir: dataDir, port: 0, embedder: modelDir ? { local: { model: modelDir } } : embedder, ...(splitter ? { splitter } : {}), sources: [{ fs: { path: dataset.folder, reconcile_interval_s: 0 } }] });
 const started = performance.now();
 const server = await serve(config, { logger: silentLogger });
 await server.ready;
 const ingestS = (performance.now() - started) / 1000;
-console.log(`${dataset.docCount} documents, ${server.index.catalog.size} chunks; ready in ${ingestS.toFixed(1)} s (${server.index.pipeline.counters.parsed} parsed now)`);
+// CPU time next to wall time: on a shared machine the wall time says more about the neighbours.
+const cpu = process.cpuUsage();
+console.log(
+  `${dataset.docCount} documents, ${server.index.catalog.size} chunks; ready in ${ingestS.toFixed(1)} s, ${((cpu.user + cpu.system) / 1e6).toFixed(0)} s of CPU ` +
+    `(${server.index.pipeline.counters.parsed} parsed, ${server.index.pipeline.counters.embedded} texts embedded now)`,
+);
 
 const variants: Variant[] = [
   { name: 'bm25', body: { mode: 'bm25' } },
   { name: 'vector', body: { mode: 'vector' } },
   { name: 'hybrid (default)', body: { mode: 'hybrid' } },
   { name: 'hybrid (rrf)', body: { mode: 'hybrid', fusion: 'rrf' } },
+  { name: 'hybrid (convex α=0.5)', body: { mode: 'hybrid', fusion: 'convex', alpha: 0.5 } },
 ];
-if (process.argv.includes('--sweep')) {
-  for (const alpha of [0.1, 0.2, 0.3, 0.5, 0.7, 0.9]) variants.push({ name: `hybrid (convex α=${alpha})`, body: { mode: 'hybrid', alpha } });
+// The convex alpha sweep runs by default (300 queries per point, a few seconds each); `--no-sweep` skips it.
+if (!process.argv.includes('--no-sweep')) {
+  for (const alpha of [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9]) variants.push({ name: `hybrid (convex α=${alpha})`, body: { mode: 'hybrid', fusion: 'convex', alpha } });
+  variants.sort((a, b) => variantOrder(a) - variantOrder(b));
+}
+
+/** Keeps the table readable: the fixed modes first, then convex points by ascending alpha. */
+function variantOrder(v: Variant): number {
+  return typeof v.body.alpha === 'number' ? 10 + v.body.alpha : 0;
 }
 
 const url = new URL('/v1/retrieve', server.url).toString();
-const rows: string[] = [];
+const summary: Array<{ mode: string; request: Record<string, unknown>; ndcg10: number; recall100: number; mrr10: number }> = [];
 const perQuery: Record<string, Record<string, { ndcg10: number; recall100: number; mrr10: number }>> = {};
 for (const v of variants) {
   const ndcg: number[] = [];
   const recall: number[] = [];
   const mrr: number[] = [];
   for (const q of dataset.queries) {
+    // 150 chunks give at least 100 distinct documents on SciFact (a few documents have 2+ chunks).
     const hits = await postJson<Array<{ metadata: { path: string } }>>(url, { query: q.text, k: 150, ...v.body });
     const ranked = distinctDocs(hits.map((h) => h.metadata.path));
     const rel = dataset.qrels.get(q.id)!;
@@ -56,15 +78,24 @@ for (const v of variants) {
     mrr.push(m.mrr10);
     (perQuery[v.name] ??= {})[q.id] = m;
   }
-  rows.push(`| ${v.name.padEnd(24)} | ${mean(ndcg).toFixed(4)} | ${mean(recall).toFixed(4)} | ${mean(mrr).toFixed(4)} |`);
+  summary.push({ mode: v.name, request: v.body, ndcg10: mean(ndcg), recall100: mean(recall), mrr10: mean(mrr) });
 }
-console.log(`\n${datasetDir.split('/').pop()} · ${dataset.queries.length} queries · embedder ${embedder}\n`);
-console.log('| mode                     | nDCG@10 | Recall@100 | MRR@10 |');
-console.log('|--------------------------|---------|------------|--------|');
-for (const r of rows) console.log(r);
+const heading = `${datasetDir.split('/').pop()} · ${dataset.queries.length} queries · ${dataset.docCount} documents, ${server.index.catalog.size} chunks · embedder ${label} (${server.index.embedder.modelKey}) · splitter ${splitter || 'per parser'}`;
+const best = Math.max(...summary.map((r) => r.ndcg10));
+const table = [
+  '| mode | nDCG@10 | Recall@100 | MRR@10 |',
+  '|---|---|---|---|',
+  ...summary.map((r) => `| ${r.mode}${r.ndcg10 === best ? ' ★' : ''} | ${r.ndcg10.toFixed(4)} | ${r.recall100.toFixed(4)} | ${r.mrr10.toFixed(4)} |`),
+].join('\n');
+console.log(`\n${heading}\n\n${table}`);
 const resultsDir = join(new URL('.', import.meta.url).pathname, 'results');
 await mkdir(resultsDir, { recursive: true });
-const out = join(resultsDir, `eval-${embedder}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-await writeFile(out, JSON.stringify({ dataset: datasetDir, embedder, ingestS, perQuery }, null, 1));
-console.log(`\nper-query results: ${out}`);
+const stem = `${new Date().toISOString().slice(0, 10)}-eval${label === 'hashing' ? '' : `-${label}`}${splitter ? `-${splitter}` : ''}`;
+const out = join(resultsDir, `${stem}.json`);
+await writeFile(
+  out,
+  JSON.stringify({ date: new Date().toISOString(), dataset: datasetDir.split('/').pop(), queries: dataset.queries.length, documents: dataset.docCount, chunks: server.index.catalog.size, embedder: label, modelKey: server.index.embedder.modelKey, splitter: splitter || null, ingestS, summary, perQuery }, null, 1),
+);
+await writeFile(join(resultsDir, `${stem}.md`), `# Retrieval evaluation (\`npm run eval\`)\n\n${heading}\n\n★ = best nDCG@10. Per-query results: \`${stem}.json\`.\n\n${table}\n`);
+console.log(`\nresults: ${out} (+ .md)`);
 await server.close();
