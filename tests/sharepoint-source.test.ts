@@ -27,11 +27,14 @@ async function serveGraph(graph: FakeGraph, folder: string, dataDir: string, ext
             base_url: graph.url,
             token_url: graph.tokenUrl,
             poll_interval_s: 0.2,
-            request_timeout_ms: 2000,
+            // Generous on a loaded machine: a download that times out holds its document back until the next try.
+            request_timeout_ms: 15_000,
             ...extra,
           },
         },
       ],
+      // A document held back by a failed download is tried again within seconds, not the default 30 s.
+      pipeline: { retry_base_ms: 500, retry_max_ms: 4000 },
     },
   });
 }
