@@ -16,6 +16,7 @@ import { LiveIndex } from '../src/core/live-index.js';
 import { silentLogger } from '../src/core/log.js';
 import { parseConfig } from '../src/livedex.js';
 import { builtinRegistry } from '../src/plugins.js';
+import { prng } from './synth.js';
 
 const ROOT = resolve(new URL('..', import.meta.url).pathname);
 
@@ -26,16 +27,8 @@ function arg(name: string, fallback: number): number {
 
 const RUNS = arg('runs', 100);
 const FILES = arg('files', 120);
-let seed = arg('seed', 20261123);
-
-/** A small deterministic PRNG (mulberry32), so a failing run can be replayed with its seed. */
-function random(): number {
-  seed = (seed + 0x6d2b79f5) | 0;
-  let t = seed;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
+/** Seeded, so a failing run can be replayed with its seed. */
+const random = prng(arg('seed', 20261123));
 const pick = (n: number) => Math.floor(random() * n);
 
 const fileName = (i: number) => `file-${String(i).padStart(4, '0')}.txt`;

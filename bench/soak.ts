@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { prng } from './synth.js';
 
 const ROOT = resolve(new URL('..', import.meta.url).pathname);
 
@@ -31,14 +32,7 @@ const MAX_SLOPE = arg('max-slope', 8);
 const SAMPLE_S = arg('sample-s', MINUTES <= 2 ? 2 : 5);
 const WORKERS = arg('workers', 8);
 
-let seed = 20261123;
-function random(): number {
-  seed = (seed + 0x6d2b79f5) | 0;
-  let t = seed;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
+const random = prng(20261123);
 const pick = (n: number) => Math.floor(random() * n);
 
 const WORDS = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel', 'india', 'juliet', 'kilo', 'lima', 'mike', 'november'];

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { LivedexError, describeError } from '../../core/errors.js';
 import { definePlugin } from '../../core/registry.js';
 import type { Change, Logger, Source, SourceContext, SourceDocument } from '../../core/types.js';
+import { mapLimited } from '../../core/concurrency.js';
 import { isNamedKey } from '../naming.js';
 
 const globs = z.union([z.string().min(1).transform((s) => [s]), z.array(z.string().min(1))]);
@@ -73,20 +74,6 @@ const isMissing = (err: unknown): boolean => {
 
 function versionOf(stats: Stats): string {
   return `${Math.trunc(stats.mtimeMs)}:${stats.size}`;
-}
-
-/** Runs `fn` over `items` with at most `limit` in flight; results keep the input order. */
-async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }
 
 /**

@@ -6,6 +6,7 @@ import { LivedexError } from '../../core/errors.js';
 import { extensionForType } from '../../core/media-types.js';
 import { definePlugin } from '../../core/registry.js';
 import type { Change, Metadata, Source, SourceContext, SourceDocument } from '../../core/types.js';
+import { mapLimited } from '../../core/concurrency.js';
 import { documentKey, ownsKey, pollIntervalSchema, sourceNameSchema } from '../naming.js';
 import { classifyS3Error, createS3Client, describeS3Error, isNotFound, readError, secretsOf } from './client.js';
 
@@ -65,20 +66,6 @@ interface Snapshot {
   bucket: string;
   prefix: string;
   endpoint: string;
-}
-
-/** Runs `fn` over `items` with at most `limit` in flight; results keep the input order. */
-async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }
 
 const stripQuotes = (etag: string | undefined): string => (etag ?? '').replace(/^W\//, '').replace(/"/g, '');
