@@ -39,7 +39,10 @@ async function serveGraph(graph: FakeGraph, folder: string, dataDir: string, ext
   });
 }
 
+// Assertions look for a path among the top five, never at rank one: with 1,200 look-alike specs the
+// hashing embedder's collisions can tie a spec with the expected hit (RRF then breaks the tie by id).
 const paths = async (base: string, query: string, k = 5) => (await retrieve(base, { query, k })).map((h) => h.metadata.path);
+const hitAt = async (base: string, query: string, path: string) => (await retrieve(base, { query, k: 5 })).find((h) => h.metadata.path === path);
 const status = async (base: string) => (await get<{ sources: SourceStatus[] }>(base, '/v1/status')).body.sources.find((s) => s.id === 'sharepoint');
 const P = 'sharepoint://contoso.sharepoint.com/sites/eng/Documents/Specs';
 
@@ -59,11 +62,11 @@ describe('SharePoint source', () => {
       await server.ready;
       const base = server.url;
       assert.equal((await get<{ file_count: number }>(base, '/v1/statistics')).body.file_count, 1201);
-      const [hit] = await retrieve(base, { query: 'capybara rodent', k: 1 });
-      assert.equal(hit?.metadata.path, `${P}/readme.md`);
+      const hit = await hitAt(base, 'capybara rodent', `${P}/readme.md`);
+      assert.ok(hit, 'the readme is found');
       assert.match(String(hit?.metadata.url), /^https:\/\/contoso\.sharepoint\.com\/sites\/eng\//);
       assert.equal(hit?.metadata.last_modified_by, 'grace@contoso.com');
-      assert.equal((await paths(base, 'w1117z', 1))[0], `${P}/API/spec-1117.txt`);
+      assert.ok((await paths(base, 'w1117z')).includes(`${P}/API/spec-1117.txt`));
       assert.ok(!(await paths(base, 'tapir outside')).some((p) => String(p).endsWith('outside.txt')), 'a file outside the folder is not indexed');
       assert.ok(graph.count('delta') >= 6, 'the enumeration followed @odata.nextLink');
       assert.ok(graph.requests.filter((r) => r.op !== 'token' && r.op !== 'download').every((r) => r.authorization?.startsWith('Bearer ')), 'every Graph call carries the bearer token');
@@ -73,11 +76,17 @@ describe('SharePoint source', () => {
       const created = graph.addFile('notes.txt', api, 'The axolotl regrows its limbs.');
       await waitFor(async () => (await paths(base, 'axolotl limbs')).includes(`${P}/API/notes.txt`), CAP_MS);
       graph.update(created, 'The axolotl lives in Lake Xochimilco.');
-      await waitFor(async () => (await retrieve(base, { query: 'Xochimilco', k: 1 }))[0]?.metadata.last_modified_by === 'alan@contoso.com', CAP_MS);
+      await waitFor(async () => (await hitAt(base, 'Xochimilco', `${P}/API/notes.txt`))?.metadata.last_modified_by === 'alan@contoso.com', CAP_MS);
       graph.move(created, specs, 'axolotl.txt');
-      await waitFor(async () => (await paths(base, 'axolotl Xochimilco', 1))[0] === `${P}/axolotl.txt`, CAP_MS);
+      await waitFor(async () => {
+        const found = await paths(base, 'axolotl Xochimilco');
+        return found.includes(`${P}/axolotl.txt`) && !found.includes(`${P}/API/notes.txt`);
+      }, CAP_MS);
       graph.move(api, specs, 'Interfaces');
-      await waitFor(async () => (await paths(base, 'w1117z', 1))[0] === `${P}/Interfaces/spec-1117.txt`, CAP_MS);
+      await waitFor(async () => {
+        const found = await paths(base, 'w1117z');
+        return found.includes(`${P}/Interfaces/spec-1117.txt`) && !found.includes(`${P}/API/spec-1117.txt`);
+      }, CAP_MS);
       graph.remove(readme);
       await waitFor(async () => !(await paths(base, 'capybara rodent')).includes(`${P}/readme.md`), CAP_MS);
       // A deleted folder is reported alone: what it held goes too.

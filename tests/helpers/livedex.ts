@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { definePlugin, type Registry } from '../../src/core/registry.js';
-import { silentLogger } from '../../src/core/log.js';
+import { appendFileSync } from 'node:fs';
+import { createLogger, silentLogger } from '../../src/core/log.js';
 import type { Embedder, Logger } from '../../src/core/types.js';
 import { parseConfig, serve, type RunningServer } from '../../src/livedex.js';
 import { builtinRegistry } from '../../src/plugins.js';
@@ -88,6 +89,12 @@ export interface TestServer extends RunningServer {
   dataDir: string;
 }
 
+/** Silent, unless LIVEDEX_TEST_LOG names a file: then debug lines are appended to it (to study a failing spec). */
+function testLogger(): Logger {
+  const file = process.env.LIVEDEX_TEST_LOG;
+  return file ? createLogger({ level: 'debug', write: (line) => appendFileSync(file, line + '\n') }) : silentLogger;
+}
+
 /** Starts livedex in this process over `folder` on 127.0.0.1 with a free port. */
 export async function startServer(
   folder: string,
@@ -101,7 +108,7 @@ export async function startServer(
     sources: [{ fs: { path: folder, reconcile_interval_s: 0, ...opts.fs } }],
     ...opts.config,
   });
-  const running = await serve(config, { logger: opts.logger ?? silentLogger, registry: opts.registry ?? countingRegistry() });
+  const running = await serve(config, { logger: opts.logger ?? testLogger(), registry: opts.registry ?? countingRegistry() });
   return { ...running, dataDir: opts.dataDir };
 }
 
