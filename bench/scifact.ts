@@ -3,6 +3,10 @@
  * nDCG@10, Recall@100 and MRR@10 per mode. `npm run eval [-- --dataset DIR --embedder NAME --no-sweep --fresh]`; writes
  * `bench/results/<date>-eval.json` (summary + per-query metrics) and a markdown table beside it;
  * `--embedder local [--model DIR]` uses a local ONNX model (default: all-MiniLM-L6-v2, fetched by bench/fetch-model.ts).
+ *
+ * The knobs behind the defaults: `--text-language L`, `--stop-words`, `--ascii-folding` (the BM25
+ * analyzer; the text index is rebuilt from the store, nothing is embedded again), `--max-tokens N`
+ * (chunk size of the splitter), and the sweep of `retrieval.rrf_k` (a restart per value).
  */
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
@@ -24,15 +28,34 @@ const modelDir = embedder === 'local' ? (process.argv.includes('--model') ? reso
 const label = modelDir ? `local-${basename(modelDir)}` : embedder;
 /** `--splitter NAME`: every document split by that splitter (in its own data directory); default: per parser. */
 const splitter = arg('splitter', '');
-const dataDir = join(cache, `data-${label}${splitter ? `-${splitter}` : ''}`);
+const maxTokens = Number(arg('max-tokens', '0'));
+const dataDir = join(cache, `data-${label}${splitter ? `-${splitter}` : ''}${maxTokens > 0 ? `-${maxTokens}t` : ''}`);
 const fresh = process.argv.includes('--fresh');
+const sweep = !process.argv.includes('--no-sweep');
+const textIndex = {
+  language: arg('text-language', 'english'),
+  stop_words: process.argv.includes('--stop-words'),
+  ascii_folding: process.argv.includes('--ascii-folding'),
+};
+const textLabel = `${textIndex.language === 'english' ? '' : `-${textIndex.language}`}${textIndex.stop_words ? '-stop' : ''}${textIndex.ascii_folding ? '-fold' : ''}`;
+const splitterRef = maxTokens > 0 ? { [splitter || 'token']: { max_tokens: maxTokens } } : splitter || undefined;
+const splitLabel = `${splitter ? `-${splitter}` : ''}${maxTokens > 0 ? `-${maxTokens}t` : ''}`;
 
 const dataset = await loadDataset(datasetDir, cache);
 if (fresh) await rm(dataDir, { recursive: true, force: true });
 await mkdir(dataDir, { recursive: true });
-const config = parseConfig({ data_dir: dataDir, port: 0, embedder: modelDir ? { local: { model: modelDir } } : embedder, ...(splitter ? { splitter } : {}), sources: [{ fs: { path: dataset.folder, reconcile_interval_s: 0 } }] });
+const configFor = (rrfK?: number) =>
+  parseConfig({
+    data_dir: dataDir,
+    port: 0,
+    embedder: modelDir ? { local: { model: modelDir } } : embedder,
+    ...(splitterRef ? { splitter: splitterRef } : {}),
+    text_index: textIndex,
+    ...(rrfK ? { retrieval: { rrf_k: rrfK } } : {}),
+    sources: [{ fs: { path: dataset.folder, reconcile_interval_s: 0 } }],
+  });
 const started = performance.now();
-const server = await serve(config, { logger: silentLogger });
+let server = await serve(configFor(), { logger: silentLogger });
 await server.ready;
 const ingestS = (performance.now() - started) / 1000;
 // CPU time next to wall time: on a shared machine the wall time says more about the neighbours.
@@ -50,7 +73,7 @@ const variants: Variant[] = [
   { name: 'hybrid (convex α=0.5)', body: { mode: 'hybrid', fusion: 'convex', alpha: 0.5 } },
 ];
 // The convex alpha sweep runs by default (300 queries per point, a few seconds each); `--no-sweep` skips it.
-if (!process.argv.includes('--no-sweep')) {
+if (sweep) {
   for (const alpha of [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9]) variants.push({ name: `hybrid (convex α=${alpha})`, body: { mode: 'hybrid', fusion: 'convex', alpha } });
   variants.sort((a, b) => variantOrder(a) - variantOrder(b));
 }
@@ -60,10 +83,21 @@ function variantOrder(v: Variant): number {
   return typeof v.body.alpha === 'number' ? 10 + v.body.alpha : 0;
 }
 
-const url = new URL('/v1/retrieve', server.url).toString();
 const summary: Array<{ mode: string; request: Record<string, unknown>; ndcg10: number; recall100: number; mrr10: number }> = [];
 const perQuery: Record<string, Record<string, { ndcg10: number; recall100: number; mrr10: number }>> = {};
-for (const v of variants) {
+for (const v of variants) await runVariant(v);
+// RRF's k is a server setting: one restart per value (the indexes load from disk, nothing is redone).
+if (sweep) {
+  for (const rrfK of [5, 10, 20, 40, 100]) {
+    await server.close();
+    server = await serve(configFor(rrfK), { logger: silentLogger });
+    await server.ready;
+    await runVariant({ name: `hybrid (rrf k=${rrfK})`, body: { mode: 'hybrid', fusion: 'rrf' } });
+  }
+}
+
+async function runVariant(v: Variant): Promise<void> {
+  const url = new URL('/v1/retrieve', server.url).toString();
   const ndcg: number[] = [];
   const recall: number[] = [];
   const mrr: number[] = [];
@@ -80,7 +114,7 @@ for (const v of variants) {
   }
   summary.push({ mode: v.name, request: v.body, ndcg10: mean(ndcg), recall100: mean(recall), mrr10: mean(mrr) });
 }
-const heading = `${datasetDir.split('/').pop()} · ${dataset.queries.length} queries · ${dataset.docCount} documents, ${server.index.catalog.size} chunks · embedder ${label} (${server.index.embedder.modelKey}) · splitter ${splitter || 'per parser'}`;
+const heading = `${datasetDir.split('/').pop()} · ${dataset.queries.length} queries · ${dataset.docCount} documents, ${server.index.catalog.size} chunks · embedder ${label} (${server.index.embedder.modelKey}) · splitter ${splitter || 'per parser'}${maxTokens > 0 ? ` (max_tokens ${maxTokens})` : ''} · BM25 analyzer ${textIndex.language}${textIndex.stop_words ? ' + stop words' : ''}${textIndex.ascii_folding ? ' + ASCII folding' : ''}`;
 const best = Math.max(...summary.map((r) => r.ndcg10));
 const table = [
   '| mode | nDCG@10 | Recall@100 | MRR@10 |',
@@ -90,11 +124,11 @@ const table = [
 console.log(`\n${heading}\n\n${table}`);
 const resultsDir = join(new URL('.', import.meta.url).pathname, 'results');
 await mkdir(resultsDir, { recursive: true });
-const stem = `${new Date().toISOString().slice(0, 10)}-eval${label === 'hashing' ? '' : `-${label}`}${splitter ? `-${splitter}` : ''}`;
+const stem = `${new Date().toISOString().slice(0, 10)}-eval${label === 'hashing' ? '' : `-${label}`}${splitLabel}${textLabel}`;
 const out = join(resultsDir, `${stem}.json`);
 await writeFile(
   out,
-  JSON.stringify({ date: new Date().toISOString(), dataset: datasetDir.split('/').pop(), queries: dataset.queries.length, documents: dataset.docCount, chunks: server.index.catalog.size, embedder: label, modelKey: server.index.embedder.modelKey, splitter: splitter || null, ingestS, summary, perQuery }, null, 1),
+  JSON.stringify({ date: new Date().toISOString(), dataset: datasetDir.split('/').pop(), queries: dataset.queries.length, documents: dataset.docCount, chunks: server.index.catalog.size, embedder: label, modelKey: server.index.embedder.modelKey, splitter: splitter || null, maxTokens: maxTokens || null, textIndex, ingestS, summary, perQuery }, null, 1),
 );
 await writeFile(join(resultsDir, `${stem}.md`), `# Retrieval evaluation (\`npm run eval\`)\n\n${heading}\n\n★ = best nDCG@10. Per-query results: \`${stem}.json\`.\n\n${table}\n`);
 console.log(`\nresults: ${out} (+ .md)`);

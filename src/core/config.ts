@@ -38,6 +38,24 @@ export const RetrievalConfig = z.strictObject({
   candidates: z.number().int().min(1).default(50).describe('hits fetched from each leg before fusion (at least k)'),
 });
 
+/** Stemming languages of the text index (tantivy's Snowball stemmers); `none`: words as written, lower-cased. */
+export const TEXT_LANGUAGES = ['arabic', 'danish', 'dutch', 'english', 'finnish', 'french', 'german', 'greek', 'hungarian', 'italian', 'norwegian', 'portuguese', 'romanian', 'russian', 'spanish', 'swedish', 'tamil', 'turkish', 'none'] as const;
+/** Languages with a stop-word list in tantivy. */
+const STOP_WORD_LANGUAGES = new Set(['danish', 'dutch', 'english', 'finnish', 'french', 'german', 'hungarian', 'italian', 'norwegian', 'portuguese', 'russian', 'spanish', 'swedish']);
+
+/**
+ * How the BM25 index turns text into terms. Changing it rebuilds the text index from the store
+ * on the next start (nothing is parsed or embedded again). The defaults are measured: see the README's
+ * "Why the defaults" (SciFact, `npm run eval -- --text-language … --stop-words --ascii-folding`).
+ */
+export const TextIndexConfig = z
+  .strictObject({
+    language: z.enum(TEXT_LANGUAGES).default('english').describe('stemming language of the BM25 index, or none'),
+    stop_words: z.boolean().default(false).describe("drop the language's stop words from the BM25 index and queries"),
+    ascii_folding: z.boolean().default(false).describe('fold accented letters to ASCII (café = cafe)'),
+  })
+  .refine((t) => !t.stop_words || STOP_WORD_LANGUAGES.has(t.language), { message: 'no stop-word list for this language', path: ['stop_words'] });
+
 export const PipelineConfig = z.strictObject({
   concurrency: z.number().int().min(1).default(4).describe('documents processed at once'),
   queue_size: z.number().int().min(16).default(2048).describe('changes held before sources are slowed down'),
@@ -106,6 +124,7 @@ export const LivedexConfig = z.strictObject({
   cors_origins: z.array(z.string().min(1)).default([]),
   limits: LimitsConfig.prefault({}),
   retrieval: RetrievalConfig.default(RetrievalConfig.parse({})),
+  text_index: TextIndexConfig.prefault({}),
   pipeline: PipelineConfig.default(PipelineConfig.parse({})),
   /** Parsing in worker threads with time, heap and size limits; a hostile file never hurts the server. */
   sandbox: sandboxConfigSchema.extend({ enabled: z.boolean().default(true) }).prefault({}),
@@ -113,3 +132,4 @@ export const LivedexConfig = z.strictObject({
 export type LivedexConfig = z.output<typeof LivedexConfig>;
 export type RetrievalConfig = z.output<typeof RetrievalConfig>;
 export type PipelineConfig = z.output<typeof PipelineConfig>;
+export type TextIndexConfig = z.output<typeof TextIndexConfig>;

@@ -141,10 +141,12 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     const dataDir = resolve(config.data_dir);
     await mkdir(dataDir, { recursive: true });
     const ctx: PluginContext = { logger, dataDir };
-    const engine = await openEngine(dataDir, { readOnly: opts.readOnly ?? false }).catch((err: unknown) => {
+    const { language, stop_words: stopWords, ascii_folding: asciiFolding } = config.text_index;
+    const engine = await openEngine(dataDir, { readOnly: opts.readOnly ?? false, analyzer: { language, stopWords, asciiFolding } }).catch((err: unknown) => {
       const problem = storageProblem(err);
       throw problem ? new LivedexError('engine_error', describeStorageProblem(problem, dataDir, err), { cause: err }) : err;
     });
+    if (engine.textIndexRebuilt && engine.textIndexRebuilt !== 'it does not exist') logger.info('text index rebuilt from the store', { reason: engine.textIndexRebuilt });
     const { enabled: sandboxed, ...limits } = config.sandbox;
     const sandbox = sandboxed && !opts.readOnly
       ? new ParseSandbox({ ...limits, logger, dataDir, registryModule: opts.registryModule ?? DEFAULT_REGISTRY_MODULE })

@@ -19,6 +19,7 @@ import type {
   Engine,
   EngineStats,
   OpenOptions,
+  TextAnalyzer,
   TextHit,
 } from './types.js';
 
@@ -109,7 +110,7 @@ interface NativeEngine {
 }
 
 interface NativeModule {
-  openEngine(dir: string, readOnly: boolean): Promise<NativeEngine>;
+  openEngine(dir: string, readOnly: boolean, analyzer?: TextAnalyzer | null): Promise<NativeEngine>;
 }
 
 /**
@@ -358,5 +359,5 @@ class NativeBackedEngine implements Engine {
  */
 export async function openEngine(dir: string, opts: OpenOptions = {}): Promise<Engine> {
   const native = loadNative();
-  return call('open', async () => new NativeBackedEngine(await native.openEngine(resolve(dir), opts.readOnly === true)));
+  return call('open', async () => new NativeBackedEngine(await native.openEngine(resolve(dir), opts.readOnly === true, opts.analyzer ?? null)));
 }

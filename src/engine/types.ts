@@ -97,11 +97,23 @@ export interface EngineStats {
 export interface OpenOptions {
   /** Opens without a writer: no commits, no tantivy lock (for `livedex query` beside a running server). */
   readOnly?: boolean;
+  /** How the BM25 index analyzes text (default: English stemming). A read-only open uses the index's own. */
+  analyzer?: TextAnalyzer;
+}
+
+/** The BM25 analyzer: lower-cased words, then optionally stop words dropped, accents folded, and stemming. */
+export interface TextAnalyzer {
+  /** A Snowball stemming language (`english`…), or `none`. */
+  language?: string;
+  stopWords?: boolean;
+  asciiFolding?: boolean;
 }
 
 /** What `openEngine` returns. Every method that does I/O runs off the JS thread. */
 export interface Engine {
   readonly dir: string;
+  /** Why the text index was rebuilt from the store when this engine opened (null when it was reused). */
+  readonly textIndexRebuilt: string | null;
   commit(model: string, ops: DocumentOp[]): Promise<CommitResult>;
   /** Cached embeddings for (model, textHash), null where none: the chunk diff. */
   lookupEmbeddings(model: string, textHashes: string[]): Promise<(Float32Array | null)[]>;

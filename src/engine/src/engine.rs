@@ -10,7 +10,7 @@ use rusqlite::Connection;
 
 use crate::error::{Context, Error, Result};
 use crate::store::{self, CommitOut, Op};
-use crate::text::{self, TextIndex, TextWriter};
+use crate::text::{self, Analyzer, TextIndex, TextWriter};
 
 pub const STORE_FILE: &str = "store.sqlite";
 pub const TEXT_DIR: &str = "text-index";
@@ -88,7 +88,7 @@ fn acquire_dir_lock(dir: &Path) -> Result<File> {
 }
 
 impl Engine {
-    pub fn open(dir: &str, read_only: bool) -> Result<Engine> {
+    pub fn open(dir: &str, read_only: bool, analyzer: &Analyzer) -> Result<Engine> {
         if dir.is_empty() {
             return Err(Error::msg("data dir must not be empty"));
         }
@@ -128,7 +128,7 @@ impl Engine {
             .context(|| format!("cannot create the data dir {}", dir_path.display()))?;
         let lock_file = acquire_dir_lock(&dir_path)?;
         let conn = store::open_rw(&store_path)?;
-        let (text, tw, rebuilt) = text::open_rw(&text_path, &conn)?;
+        let (text, tw, rebuilt) = text::open_rw(&text_path, &conn, analyzer)?;
         let seq = tw.seq;
         Ok(Engine {
             dir: dir_path,

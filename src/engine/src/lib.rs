@@ -263,13 +263,35 @@ pub struct NativeEngine {
     inner: Arc<Engine>,
 }
 
+/// How the text index analyzes text (see `text::Analyzer`); every field optional.
+#[napi(object)]
+pub struct NativeAnalyzer {
+    pub language: Option<String>,
+    pub stop_words: Option<bool>,
+    pub ascii_folding: Option<bool>,
+}
+
 /// Opens (creating if needed) the data dir `dir`. Read-write takes the dir's lock, replays the
-/// change log into the text index, or rebuilds it when it is missing or outdated.
+/// change log into the text index, or rebuilds it when it is missing, outdated, or built with
+/// another analyzer. Read-only uses the analyzer the index was built with.
 #[napi(catch_unwind)]
-pub fn open_engine(dir: String, read_only: bool) -> AsyncTask<Job<NativeEngine>> {
+pub fn open_engine(
+    dir: String,
+    read_only: bool,
+    analyzer: Option<NativeAnalyzer>,
+) -> AsyncTask<Job<NativeEngine>> {
     job(move || {
+        let d = text::Analyzer::default();
+        let analyzer = match analyzer {
+            None => d,
+            Some(a) => text::Analyzer::new(
+                a.language.as_deref().unwrap_or(&d.language),
+                a.stop_words.unwrap_or(d.stop_words),
+                a.ascii_folding.unwrap_or(d.ascii_folding),
+            )?,
+        };
         Ok(NativeEngine {
-            inner: Arc::new(Engine::open(&dir, read_only)?),
+            inner: Arc::new(Engine::open(&dir, read_only, &analyzer)?),
         })
     })
 }

@@ -15,7 +15,12 @@ use tantivy::directory::MmapDirectory;
 use tantivy::indexer::LogMergePolicy;
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermSetQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, STRING,
+    Field, FieldType, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
+    STRING,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
+    StopWordFilter, TextAnalyzer,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
@@ -25,7 +30,138 @@ use crate::store;
 /// Change it whenever the schema or the analyzer changes (including a tantivy upgrade that
 /// changes its built-in `en_stem`): existing indexes are then rebuilt from the store.
 pub const TEXT_INDEX_VERSION: &str = "v1";
-const ANALYZER: &str = "en_stem";
+/// The default analyzer's name: tantivy's built-in `en_stem` (kept, so existing indexes stay valid).
+const DEFAULT_ANALYZER: &str = "en_stem";
+const LANGUAGES: [(&str, Language); 18] = [
+    ("arabic", Language::Arabic),
+    ("danish", Language::Danish),
+    ("dutch", Language::Dutch),
+    ("english", Language::English),
+    ("finnish", Language::Finnish),
+    ("french", Language::French),
+    ("german", Language::German),
+    ("greek", Language::Greek),
+    ("hungarian", Language::Hungarian),
+    ("italian", Language::Italian),
+    ("norwegian", Language::Norwegian),
+    ("portuguese", Language::Portuguese),
+    ("romanian", Language::Romanian),
+    ("russian", Language::Russian),
+    ("spanish", Language::Spanish),
+    ("swedish", Language::Swedish),
+    ("tamil", Language::Tamil),
+    ("turkish", Language::Turkish),
+];
+
+/// How chunk text (and a query) becomes BM25 terms: split on non-alphanumerics, drop tokens
+/// over 40 bytes, lower-case, then optionally drop the language's stop words, fold accents
+/// to ASCII, and stem. Named in the schema, so an index built another way is rebuilt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Analyzer {
+    /// Stemming language (`english`…), or `none` for no stemming.
+    pub language: String,
+    pub stop_words: bool,
+    pub ascii_folding: bool,
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Analyzer {
+            language: "english".into(),
+            stop_words: false,
+            ascii_folding: false,
+        }
+    }
+}
+
+fn language(name: &str) -> Option<Language> {
+    LANGUAGES.iter().find(|(n, _)| *n == name).map(|(_, l)| *l)
+}
+
+impl Analyzer {
+    /// Checks the language, and that stop words exist for it.
+    pub fn new(language_name: &str, stop_words: bool, ascii_folding: bool) -> Result<Analyzer> {
+        let known = || {
+            let mut names: Vec<&str> = LANGUAGES.iter().map(|(n, _)| *n).collect();
+            names.push("none");
+            names.join(", ")
+        };
+        let lang = match language_name {
+            "none" => None,
+            name => Some(language(name).ok_or_else(|| {
+                Error(format!("text_index.language: unknown language {name:?} (one of: {})", known()))
+            })?),
+        };
+        if stop_words && lang.and_then(StopWordFilter::new).is_none() {
+            return Err(Error(format!(
+                "text_index.stop_words: no stop-word list for {language_name:?}"
+            )));
+        }
+        Ok(Analyzer {
+            language: language_name.into(),
+            stop_words,
+            ascii_folding,
+        })
+    }
+
+    /// The tokenizer name in the schema: `en_stem` for the default, else `livedex:<language>[:stop][:fold]`.
+    pub fn name(&self) -> String {
+        if *self == Analyzer::default() {
+            return DEFAULT_ANALYZER.into();
+        }
+        let mut name = format!("livedex:{}", self.language);
+        if self.stop_words {
+            name.push_str(":stop");
+        }
+        if self.ascii_folding {
+            name.push_str(":fold");
+        }
+        name
+    }
+
+    /// The analyzer a tokenizer name stands for (an index's own, when opened read-only).
+    fn from_name(name: &str) -> Option<Analyzer> {
+        if name == DEFAULT_ANALYZER {
+            return Some(Analyzer::default());
+        }
+        let mut parts = name.strip_prefix("livedex:")?.split(':');
+        let lang = parts.next()?;
+        let (mut stop, mut fold) = (false, false);
+        for flag in parts {
+            match flag {
+                "stop" => stop = true,
+                "fold" => fold = true,
+                _ => return None,
+            }
+        }
+        Analyzer::new(lang, stop, fold).ok()
+    }
+
+    fn build(&self) -> TextAnalyzer {
+        let lang = language(&self.language);
+        let mut b = TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(40))
+            .filter(LowerCaser)
+            .dynamic();
+        if self.stop_words {
+            if let Some(stop) = lang.and_then(StopWordFilter::new) {
+                b = b.filter_dynamic(stop);
+            }
+        }
+        if self.ascii_folding {
+            b = b.filter_dynamic(AsciiFoldingFilter);
+        }
+        if let Some(l) = lang {
+            b = b.filter_dynamic(Stemmer::new(l));
+        }
+        b.build()
+    }
+
+    /// Registers this analyzer with `index` (tokenizers are not stored in the index).
+    fn register(&self, index: &Index) {
+        index.tokenizers().register(&self.name(), self.build());
+    }
+}
 const WRITER_HEAP: usize = 64_000_000;
 
 #[derive(Clone, Copy)]
@@ -35,7 +171,7 @@ pub struct Fields {
     pub body: Field,
 }
 
-pub fn schema() -> (Schema, Fields) {
+pub fn schema(analyzer: &Analyzer) -> (Schema, Fields) {
     let mut b = Schema::builder();
     let chunk_id = b.add_u64_field(
         "chunk_id",
@@ -49,7 +185,7 @@ pub fn schema() -> (Schema, Fields) {
         "body",
         TextOptions::default().set_indexing_options(
             TextFieldIndexing::default()
-                .set_tokenizer(ANALYZER)
+                .set_tokenizer(&analyzer.name())
                 .set_index_option(IndexRecordOption::WithFreqsAndPositions),
         ),
     );
@@ -76,8 +212,26 @@ fn payload(seq: i64) -> String {
 }
 
 /// The applied sequence of a usable index, or why it is not usable.
+/// The tokenizer name of an index's `body` field.
+fn body_analyzer(schema: &Schema) -> Option<String> {
+    let field = schema.get_field("body").ok()?;
+    match schema.get_field_entry(field).field_type() {
+        FieldType::Str(opts) => opts.get_indexing_options().map(|i| i.tokenizer().to_string()),
+        _ => None,
+    }
+}
+
 fn check_index(index: &Index, expected: &Schema) -> std::result::Result<i64, String> {
-    if index.schema() != *expected {
+    let found = index.schema();
+    if found != *expected {
+        let (was, wanted) = (body_analyzer(&found), body_analyzer(expected));
+        if was.is_some() && was != wanted {
+            return Err(format!(
+                "it was built with the analyzer {}, the configuration asks for {}",
+                was.unwrap_or_default(),
+                wanted.unwrap_or_default()
+            ));
+        }
         return Err("its schema differs from this build's".into());
     }
     let metas = index
@@ -124,18 +278,22 @@ fn new_writer(index: &Index) -> Result<IndexWriter<TantivyDocument>> {
 /// Opens the text index read-write: reuses it when usable, rebuilds it from the store when it
 /// is missing, unreadable, of another version, or ahead of the store; then replays the change
 /// log after its sequence. Returns the index, its writer, and whether it was rebuilt (why).
-pub fn open_rw(path: &Path, conn: &Connection) -> Result<(TextIndex, TextWriter, Option<String>)> {
-    let (schema, fields) = schema();
+pub fn open_rw(
+    path: &Path,
+    conn: &Connection,
+    analyzer: &Analyzer,
+) -> Result<(TextIndex, TextWriter, Option<String>)> {
+    let (schema, fields) = schema(analyzer);
     let last = store::last_seq(conn)?;
     // Tantivy panics on some damaged files instead of failing: a panic means "unreadable" too.
     let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        reuse(path, conn, &schema, fields, last)
+        reuse(path, conn, &schema, fields, last, analyzer)
     }))
     .unwrap_or_else(|p| Err(format!("reading it panicked: {}", crate::panic_message(p))));
     match attempt {
         Ok((text, tw)) => Ok((text, tw, None)),
         Err(why) => {
-            let (text, tw) = rebuild(path, conn, schema, fields)?;
+            let (text, tw) = rebuild(path, conn, schema, fields, analyzer)?;
             Ok((text, tw, Some(why)))
         }
     }
@@ -148,12 +306,14 @@ fn reuse(
     schema: &Schema,
     fields: Fields,
     last: i64,
+    analyzer: &Analyzer,
 ) -> std::result::Result<(TextIndex, TextWriter), String> {
     if !path.join("meta.json").exists() {
         return Err("it does not exist".into());
     }
     let index = Index::open_in_dir(path).map_err(|e| format!("cannot open it: {e}"))?;
     let seq = check_index(&index, schema)?;
+    analyzer.register(&index);
     if seq > last {
         return Err(format!(
             "it reflects sequence {seq}, beyond the store's last {last}"
@@ -177,6 +337,7 @@ fn rebuild(
     conn: &Connection,
     schema: Schema,
     fields: Fields,
+    analyzer: &Analyzer,
 ) -> Result<(TextIndex, TextWriter)> {
     if path.exists() {
         std::fs::remove_dir_all(path)
@@ -186,6 +347,7 @@ fn rebuild(
     let dir = MmapDirectory::open(path)
         .map_err(|e| Error(format!("text index {}: {e}", path.display())))?;
     let index = Index::create(dir, schema, Default::default())?;
+    analyzer.register(&index);
     let mut writer = new_writer(&index)?;
     // The whole rebuild reads one snapshot of the store and records its last sequence.
     conn.execute_batch("BEGIN")?;
@@ -222,21 +384,26 @@ fn make_doc(f: &Fields, id: i64, key: &str, text: &str) -> TantivyDocument {
 }
 
 impl TextIndex {
-    /// Opens an existing text index without a writer (read-only engines).
+    /// Opens an existing text index without a writer (read-only engines), with the analyzer
+    /// it was built with (a reader cannot rebuild it for another).
     pub fn open_ro(path: &Path) -> Result<TextIndex> {
-        let (schema, fields) = schema();
         let index = Index::open_in_dir(path).map_err(|e| {
             Error(format!(
                 "text index {} cannot be opened ({e}); open the data dir read-write once to rebuild it",
                 path.display()
             ))
         })?;
+        let analyzer = body_analyzer(&index.schema())
+            .and_then(|name| Analyzer::from_name(&name))
+            .unwrap_or_default();
+        let (schema, fields) = schema(&analyzer);
         check_index(&index, &schema).map_err(|why| {
             Error(format!(
                 "text index {} is not usable by this build: {why}; open the data dir read-write once to rebuild it",
                 path.display()
             ))
         })?;
+        analyzer.register(&index);
         let reader = new_reader(&index)?;
         Ok(TextIndex {
             index,
