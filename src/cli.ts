@@ -16,8 +16,8 @@ import { parseConfig, serve, SERVER_FILE } from './livedex.js';
 import { relayStdio, serveStdio } from './mcp/index.js';
 import { builtinRegistry } from './plugins.js';
 import { parseSourceArgs } from './sources/uris.js';
+import { VERSION } from './core/version.js';
 
-const VERSION = '0.1.0';
 
 interface CommonOptions {
   dataDir: string;

@@ -66,6 +66,39 @@ describe('a document that failed', () => {
   });
 });
 
+describe('a document that failed, after parsing changed', () => {
+  it('is read again once the configuration that failed it changes (here the size limit), and only then', { timeout: 180_000 }, async () => {
+    const folder = await tempDir();
+    const data = await tempDir();
+    await writeFile(join(folder.path, 'big.md'), `# Big\n\n${'Walruses use their tusks to haul out onto ice. '.repeat(100)}\n`);
+    await writeFile(join(folder.path, 'small.md'), '# Small\n\nPuffins mate for life.\n');
+    const limited = { pipeline: { max_file_bytes: 1024 } };
+    let server = await startServer(folder.path, { dataDir: data.path, config: limited });
+    try {
+      await server.ready;
+      assert.match(String((await statusOf(server, 'big.md'))?._indexing_error), /pipeline\.max_file_bytes/);
+
+      // The same configuration again: the failed version is remembered.
+      await server.close();
+      server = await startServer(folder.path, { dataDir: data.path, config: limited });
+      await server.ready;
+      assert.equal(server.index.pipeline.counters.failed, 0);
+      assert.equal((await statusOf(server, 'big.md'))?._indexing_status, 'FAILED');
+
+      // A raised limit: the file is read again and indexed; the one that was fine is not touched.
+      await server.close();
+      server = await startServer(folder.path, { dataDir: data.path });
+      await server.ready;
+      assert.equal((await statusOf(server, 'big.md'))?._indexing_status, 'INDEXED');
+      assert.equal(server.index.pipeline.counters.parsed, 1);
+    } finally {
+      await server.close();
+      await folder.cleanup();
+      await data.cleanup();
+    }
+  });
+});
+
 describe('a document held back by a transient failure', () => {
   const KEY = 'uk-backoff-key';
   const elements = () => [{ type: 'NarrativeText', text: 'Kittiwakes nest on narrow cliff ledges.', metadata: { page_number: 1 } }];

@@ -16,6 +16,7 @@ import type { PluginContext, Registry } from './registry.js';
 import { RwLock } from './rwlock.js';
 import type { DocumentSettled, ObservableIndex, TelemetrySnapshot } from './telemetry.js';
 import { DEFAULT_REGISTRY_MODULE, ParseSandbox } from './sandbox.js';
+import { VERSION } from './version.js';
 import type {
   DocumentChunk,
   DocumentInfo,
@@ -65,6 +66,37 @@ const INDEXING_STATUS = { indexed: 'INDEXED', pending: 'INGESTED', failed: 'FAIL
 
 /** Where the store records the embedder whose vectors serve queries, so a model change is seen. */
 const ACTIVE_MODEL_CURSOR = 'livedex:embedder';
+/** What decided the last parses: a file that failed is tried again once this changes. */
+const PARSING_CURSOR = 'livedex:parsing';
+
+/**
+ * A failed file stays failed until its source reports another version — or until what parses it
+ * changes (the parsers, splitters, sandbox limits, size limit, or livedex itself after an upgrade):
+ * then each failed document gets a version its source will not match, so the next listing reads it again.
+ */
+async function retryFailedIfParsingChanged(engine: Engine, config: LivedexConfig, modelKey: string, logger: Logger): Promise<void> {
+  const parsing = JSON.stringify({
+    livedex: VERSION,
+    parsers: config.parsers,
+    splitter: config.splitter ?? null,
+    splitters: config.splitters,
+    sandbox: config.sandbox,
+    max_file_bytes: config.pipeline.max_file_bytes,
+  });
+  const before = await engine.getCursor(PARSING_CURSOR);
+  if (before === parsing) return;
+  if (before !== null) {
+    const failed = (await engine.listDocuments()).filter((d) => d.status === 'failed');
+    if (failed.length > 0) {
+      await engine.commit(
+        modelKey,
+        failed.map((d) => ({ op: 'mark' as const, key: d.key, version: `${d.version}|parsing changed`, status: 'failed' as const, error: d.error ?? 'failed', metadata: d.metadata })),
+      );
+      logger.info('parsing changed since these documents failed: they are read again', { documents: failed.length });
+    }
+  }
+  await engine.setCursor(PARSING_CURSOR, parsing);
+}
 
 /** An embedder as configured: enough to build it again after a restart. */
 interface ModelRef {
@@ -191,6 +223,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
       const synced = await index.#fillVectors(embedder, vectors);
       if (synced.changed) index.pipeline.vectorsDirty = true;
       if (!opts.readOnly) {
+        await retryFailedIfParsingChanged(engine, config, embedder.modelKey, logger);
         if (nextModel) {
           index.#nextModel = nextModel;
           logger.info('embedding model changed: the new vector index builds while the previous model serves', { from: embedder.modelKey, to: configured.modelKey });

@@ -34,6 +34,7 @@ import {
 } from './resources.js';
 import { toolJsonSchema } from './json-schema.js';
 import { buildTools, type ToolDefinition, type ToolOptions } from './tools.js';
+import { VERSION } from '../core/version.js';
 
 export interface McpHubOptions extends ToolOptions {
   /** Where tool failures that are not the caller's fault are logged; silent by default. */
@@ -135,7 +136,7 @@ export class McpHub {
   createServer(): Server {
     if (this.#closed) throw new LivedexError('not_ready', 'the MCP server is shutting down');
     const server = new Server(
-      { name: 'livedex', version: this.#opts.version ?? '0.1.0' },
+      { name: 'livedex', version: this.#opts.version ?? VERSION },
       { capabilities: { tools: { listChanged: false }, resources: { subscribe: true, listChanged: true } }, instructions: INSTRUCTIONS },
     );
     const session: Session = { server, subscriptions: new Set() };
