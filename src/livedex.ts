@@ -68,7 +68,7 @@ export async function serve(
   try {
     const answerer = chat ? new Answerer({ index, chat, config: config.answer, logger }) : undefined;
     const security = await securityFor(config, logger);
-    const app = createApp(index, { logger, defaultK: config.retrieval.default_k, maxK: config.retrieval.max_k, ...(answerer ? { answerer } : {}), push: pushRoutes(index, config), signal: stopping.signal, security });
+    const app = createApp(index, { logger, defaultK: config.retrieval.default_k, maxK: config.retrieval.max_k, ...(answerer ? { answerer } : {}), push: pushRoutes(index, config), signal: stopping.signal, security, mcpSessions: { maxSessions: config.limits.mcp_sessions, sessionIdleMs: config.limits.mcp_session_idle_s * 1000 } });
     server = await startServer(app, { host: config.host, port: config.port });
   } catch (err) {
     await chat?.close?.();

@@ -404,3 +404,63 @@ describe('MCP resources listing', () => {
     }
   });
 });
+
+describe('MCP session limits', () => {
+  let server: TestServer;
+  let folder: Awaited<ReturnType<typeof tempDir>>;
+  let data: Awaited<ReturnType<typeof tempDir>>;
+  before(async () => {
+    folder = await tempDir();
+    data = await tempDir();
+    await writeFile(join(folder.path, 'a.md'), '# A\n\nAardvarks dig burrows.\n');
+    server = await startServer(folder.path, { dataDir: data.path, config: { limits: { mcp_sessions: 2, mcp_session_idle_s: 1 } } });
+    await server.ready;
+  });
+  after(async () => {
+    await server.close();
+    await folder.cleanup();
+    await data.cleanup();
+  });
+
+  const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+  /** A bare session: initialized over POST, never listening on a GET stream. */
+  async function bareSession(): Promise<string> {
+    const res = await fetch(new URL('/mcp', server.url), {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'bare', version: '1' } } }),
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+    return res.headers.get('mcp-session-id')!;
+  }
+  const statusOf = async (id: string) => {
+    const res = await fetch(new URL('/mcp', server.url), { method: 'POST', headers: { ...headers, 'mcp-session-id': id }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }) });
+    await res.text();
+    return res.status;
+  };
+
+  it('ends a session unused past the idle limit, but not one listening on its stream', async () => {
+    const listening = await connect(server.url);
+    try {
+      const bare = await bareSession();
+      assert.equal(await statusOf(bare), 200);
+      // Untouched (a request would count as use) for twice the limit; the sweep runs every half limit.
+      await new Promise((r) => setTimeout(r, 2_600));
+      assert.equal(await statusOf(bare), 404);
+      assert.ok((await listening.listTools()).tools.length > 0, 'the client listening on its GET stream kept its session');
+    } finally {
+      await listening.close();
+    }
+  });
+
+  it('ends the least recently used session to make room beyond the limit', async () => {
+    const first = await bareSession();
+    const second = await bareSession();
+    assert.equal(await statusOf(first), 200, 'using the first makes the second the least recently used');
+    const third = await bareSession();
+    assert.equal(await statusOf(second), 404);
+    assert.equal(await statusOf(first), 200);
+    assert.equal(await statusOf(third), 200);
+  });
+});

@@ -93,6 +93,8 @@ export const LimitsConfig = z.strictObject({
   max_query_chars: z.number().int().min(256).default(8192).describe('longest query string'),
   rate_per_minute: z.number().int().min(0).default(0).describe('requests a minute per token (per client address without auth); 0 = no limit'),
   max_concurrent: z.number().int().min(1).default(256).describe('requests handled at once; more get 429'),
+  mcp_sessions: z.number().int().min(1).default(1000).describe('open MCP sessions at most; a new one ends the least recently used'),
+  mcp_session_idle_s: z.number().min(1).default(1800).describe('an MCP session unused this long ends (its client opens a new one)'),
 });
 
 /** The splitter of parsers that name none (plain text, source code) when the config names none either. */

@@ -6,7 +6,7 @@ import { getPath } from 'hono/utils/url';
 import { LivedexError } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
 import type { AnswerApi, LiveIndexApi, Logger } from '../core/types.js';
-import { mountMcp } from '../mcp/http.js';
+import { mountMcp, type McpSessionLimits } from '../mcp/http.js';
 import { mountAnswerRoutes } from './answers.js';
 import { errorBody, respondToError } from './errors.js';
 import { createMetrics, mountMetrics } from './metrics.js';
@@ -40,6 +40,8 @@ export interface AppOptions {
   answerer?: AnswerApi;
   /** Serve MCP (streamable HTTP) at `/mcp` over the same index and schemas (default true). */
   mcp?: boolean;
+  /** How many MCP sessions stay open, and for how long unused. */
+  mcpSessions?: McpSessionLimits;
   /** Tokens, CORS and limits (see `securityFor`); absent: open, unlimited (tests, embedding). */
   security?: SecurityOptions;
   /** Aborted when the server stops: long-lived connections (MCP sessions) end. */
@@ -146,7 +148,7 @@ export function createApp(index: LiveIndexApi, opts: AppOptions = {}): Hono {
   mountPush(app, opts.push);
 
   if (opts.mcp !== false) {
-    mountMcp(app, index, { logger, defaultK, maxK: opts.maxK ?? DEFAULT_MAX_K, ...(opts.answerer ? { answer: opts.answerer } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
+    mountMcp(app, index, { ...opts.mcpSessions, logger, defaultK, maxK: opts.maxK ?? DEFAULT_MAX_K, ...(opts.answerer ? { answer: opts.answerer } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
   }
 
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
