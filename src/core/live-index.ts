@@ -514,9 +514,11 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
   #fusionFor(req: RetrieveRequest): { fusion: 'rrf' | 'convex'; alpha: number } {
     const rc = this.config.retrieval;
     if (req.alpha !== undefined) return { fusion: 'convex', alpha: req.alpha };
-    if (req.fusion) return { fusion: req.fusion, alpha: rc.alpha };
-    if (rc.default_fusion !== 'auto') return { fusion: rc.default_fusion, alpha: rc.alpha };
-    return this.embedder.lexical ? { fusion: 'convex', alpha: rc.lexical_alpha } : { fusion: 'rrf', alpha: rc.alpha };
+    // The vector leg of a lexical-only embedder is weak: convex fusion leans on BM25 with it.
+    const alpha = this.embedder.lexical ? rc.lexical_alpha : rc.alpha;
+    if (req.fusion) return { fusion: req.fusion, alpha };
+    if (rc.default_fusion !== 'auto') return { fusion: rc.default_fusion, alpha };
+    return { fusion: this.embedder.lexical ? 'convex' : 'rrf', alpha };
   }
 
   #searchVectors(query: Float32Array, k: number, allowed: Set<number> | null): LegHit[] {
