@@ -189,6 +189,7 @@ async function main(): Promise<void> {
         `queries: ${latencies.length} answered (${(latencies.length / ((Date.now() - started) / 1000)).toFixed(0)}/s), p50 ${percentile(sorted, 50).toFixed(1)} ms, p99 ${percentile(sorted, 99).toFixed(1)} ms`,
         `RSS: start ${rss[0]!.toFixed(0)} MB, max ${Math.max(...rss).toFixed(0)} MB, end ${rss[rss.length - 1]!.toFixed(0)} MB; slope over the second half ${mbPerMin.toFixed(2)} MB/min (${second.length} samples, limit ${MAX_SLOPE})`,
         `errors: ${errors.length}`,
+        `end state: ${indexed} documents indexed = ${versions.size} files on disk; the latest version of 20 sampled files served`,
       ].join('\n'),
     );
     if (latencies.length < QUERIES) console.log(`note: ${QUERIES} queries were planned; the machine answered ${latencies.length} in the time`);
