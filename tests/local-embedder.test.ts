@@ -4,8 +4,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CallingEmbedder } from '../src/core/calls.js';
-import { LivedexError } from '../src/core/errors.js';
+import { isTransientError, LivedexError } from '../src/core/errors.js';
 import { silentLogger } from '../src/core/log.js';
+import type { Logger } from '../src/core/types.js';
 import { Registry } from '../src/core/registry.js';
 import { embedderPlugins, LocalWorkerEmbedder } from '../src/models/index.js';
 import { retrieve, runCli, tempDir, waitFor } from './helpers/livedex.js';
@@ -16,6 +17,27 @@ const registry = new Registry().register(...embedderPlugins);
 
 const dot = (a: Float32Array, b: Float32Array) => a.reduce((s, x, i) => s + x * b[i]!, 0);
 const norm = (a: Float32Array) => Math.sqrt(dot(a, a));
+
+async function errorOf(p: Promise<unknown>): Promise<LivedexError> {
+  const err = await p.then(() => null, (e: unknown) => e);
+  assert.ok(err instanceof LivedexError, `expected a LivedexError, got ${String(err)}`);
+  return err;
+}
+
+/** A logger that keeps what it is told, as "level msg {fields}". */
+function recordingLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
+  return { lines, debug: () => {}, info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+/**
+ * One text the tokenizer of the tiny model turns into 4 million tokens: far more than a worker
+ * heap of `CRASH_HEAP_MB` holds (it loads the model in less than half), so the thread runs out
+ * of memory (ERR_WORKER_OUT_OF_MEMORY) as a real one would. `n` makes each one different.
+ */
+const heapBuster = (n: number) => `${'car banana '.repeat(2_000_000)}${n}`;
+const CRASH_HEAP_MB = 96;
 
 async function configErrorOf(p: Promise<unknown>): Promise<LivedexError> {
   const err = await p.then(() => null, (e: unknown) => e);
@@ -184,6 +206,109 @@ describe('local embedder (transformers.js) on a tiny model made by the test', ()
     const plugin = await create();
     await plugin.close();
     await assert.rejects(plugin.embed(['banana']), /shutting down/);
+  });
+
+  describe('when its worker thread exits (out of memory under max_heap_mb)', () => {
+    it('rejects the calls in flight with a transient error, restarts the thread and gives the same vectors as before', async () => {
+      const logger = recordingLogger();
+      const embedder = await LocalWorkerEmbedder.start({ model: model.dir, maxHeapMb: CRASH_HEAP_MB }, logger);
+      try {
+        const before = await embedder.embed(['car', 'doctor banana', 'the old guitar']);
+        const queryBefore = await embedder.embedQuery('physician');
+        const crash = errorOf(embedder.embed([heapBuster(1)]));
+        // Queued behind the batch that ends the thread: in flight too.
+        const alongside = errorOf(embedder.embedQuery('river'));
+        for (const err of [await crash, await alongside]) {
+          assert.equal(err.code, 'not_ready');
+          assert.ok(isTransientError(err), 'transient: the pipeline holds its documents back instead of failing them');
+          assert.match(err.message, /the local model's worker thread exited \(code 1: .*memory.*\); it is restarting/);
+        }
+        assert.ok(logger.lines.some((l) => /^warn the local model's worker thread exited; restarting it .*"exits":1/.test(l)), logger.lines.join('\n'));
+        // Made while the new thread loads: they wait for it.
+        const [after, queryAfter] = await Promise.all([embedder.embed(['car', 'doctor banana', 'the old guitar']), embedder.embedQuery('physician')]);
+        assert.deepEqual(after, before);
+        assert.deepEqual(queryAfter, queryBefore);
+        assert.ok(logger.lines.some((l) => l.startsWith("info the local model's worker thread is back")), logger.lines.join('\n'));
+      } finally {
+        await embedder.close();
+      }
+    });
+
+    it('gives up after 5 exits within 10 minutes: calls reject for good with an error saying what to check', async () => {
+      const logger = recordingLogger();
+      const embedder = await LocalWorkerEmbedder.start({ model: model.dir, maxHeapMb: CRASH_HEAP_MB }, logger);
+      try {
+        for (let i = 1; i <= 4; i++) {
+          const err = await errorOf(embedder.embed([heapBuster(i)]));
+          assert.ok(isTransientError(err), `exit ${i}: ${err.message}`);
+        }
+        const last = await errorOf(embedder.embed([heapBuster(5)]));
+        assert.equal(last.code, 'model_unavailable');
+        assert.ok(!isTransientError(last), 'not transient: waiting will not help');
+        assert.match(last.message, /keeps exiting \(5 times within 10 minutes, last code 1: .*memory.*\); it is not restarted again .*max_heap_mb.* the model in ".*tiny" runs/);
+        for (const call of [embedder.embed(['car']), embedder.embedQuery('car')]) {
+          const err = await errorOf(call);
+          assert.equal(err, last);
+        }
+        assert.equal(logger.lines.filter((l) => l.startsWith("warn the local model's worker thread exited")).length, 4, logger.lines.join('\n'));
+        assert.ok(logger.lines.some((l) => l.startsWith("error the local model's worker thread is not restarted again")), logger.lines.join('\n'));
+      } finally {
+        await embedder.close();
+      }
+      await assert.rejects(embedder.embed(['car']), /keeps exiting/);
+    });
+
+    it('close() while the thread restarts ends it: waiting calls reject, nothing restarts', async () => {
+      const logger = recordingLogger();
+      const embedder = await LocalWorkerEmbedder.start({ model: model.dir, maxHeapMb: CRASH_HEAP_MB }, logger);
+      assert.ok(isTransientError(await errorOf(embedder.embed([heapBuster(1)]))));
+      const waiting = assert.rejects(embedder.embed(['car']), /the local embedder is closed/);
+      await embedder.close();
+      await waiting;
+      await assert.rejects(embedder.embedQuery('car'), /the local embedder is closed/);
+      assert.ok(!logger.lines.some((l) => /worker thread is back/.test(l)), logger.lines.join('\n'));
+      // A call in flight when close() ends a healthy thread is not a crash: no restart, no transient error.
+      const other = await LocalWorkerEmbedder.start({ model: model.dir, maxHeapMb: CRASH_HEAP_MB }, logger);
+      const inFlight = other.embed(['car banana']).then(() => null, (e: unknown) => e);
+      await other.close();
+      const err = await inFlight;
+      assert.ok(err instanceof Error && !isTransientError(err));
+      assert.match(err.message, /the local embedder is closed/);
+      assert.equal(logger.lines.filter((l) => l.startsWith("warn the local model's worker thread exited")).length, 1, logger.lines.join('\n'));
+    });
+
+    it('gives up when the new thread loads another model (the files changed on disk since the start)', async () => {
+      const dir = join(tmp.path, 'changing');
+      await makeTinyModel(dir);
+      const embedder = await LocalWorkerEmbedder.start({ model: dir, maxHeapMb: CRASH_HEAP_MB });
+      try {
+        await makeTinyModel(dir, { variant: 1 });
+        assert.ok(isTransientError(await errorOf(embedder.embed([heapBuster(1)]))));
+        const err = await errorOf(embedder.embed(['car']));
+        assert.equal(err.code, 'model_unavailable');
+        assert.ok(!isTransientError(err));
+        assert.match(err.message, /the model in ".*changing" has changed since livedex started \(local:changing@\w+.* → local:changing@\w+.*\); restart livedex/);
+      } finally {
+        await embedder.close();
+      }
+    });
+
+    it('through the plugin (max_heap_mb): a batch that ends the thread twice fails alone, and the model keeps answering', async () => {
+      const logger = recordingLogger();
+      const embedder = (await registry.create('embedder', 'local', { model: model.dir, max_heap_mb: CRASH_HEAP_MB, retry_base_ms: 10 }, { logger, dataDir: tmp.path })) as CallingEmbedder;
+      open.push(embedder);
+      const [carBefore] = await embedder.embed(['car']);
+      const err = await errorOf(embedder.embed([heapBuster(1)]));
+      // The call machine retried the transient error once; the second exit marks these texts.
+      assert.ok(!isTransientError(err), `a batch that cannot be embedded fails its documents: ${err.message}`);
+      assert.match(err.message, /worker thread exited 2 times while embedding these 1 text\(s\) \(22000001 characters\); they are not sent to it again/);
+      assert.equal(logger.lines.filter((l) => l.startsWith("warn the local model's worker thread exited")).length, 2, logger.lines.join('\n'));
+      const [carAfter] = await embedder.embed(['car']);
+      assert.deepEqual(carAfter, carBefore);
+      // Asked again (a later try of the same documents): refused at once, the thread is left alone.
+      assert.match((await errorOf(embedder.embed([heapBuster(1)]))).message, /they are not sent to it again/);
+      assert.equal(logger.lines.filter((l) => l.startsWith("warn the local model's worker thread exited")).length, 2, logger.lines.join('\n'));
+    });
   });
 
   it('rejects unknown and ill-typed options by name', async () => {

@@ -6,8 +6,8 @@ import { basename, extname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
-import { callOptions, QUERY_DEFAULTS, wrapEmbedder, type CallingEmbedder } from '../core/calls.js';
-import { describeError, LivedexError } from '../core/errors.js';
+import { CallResponseError, callOptions, QUERY_DEFAULTS, wrapEmbedder, type CallingEmbedder } from '../core/calls.js';
+import { describeError, isTransientError, LivedexError, markTransient } from '../core/errors.js';
 import { definePlugin } from '../core/registry.js';
 import type { Embedder, Logger } from '../core/types.js';
 import type { LocalWireError, LocalWorkerEvent, LocalWorkerRequest } from './local-worker.js';
@@ -52,6 +52,13 @@ export const localEmbedderOptions = z.strictObject({
     .describe("longer texts are truncated to this many tokens; default the model's max_seq_length (sentence_bert_config.json), else the tokenizer's limit"),
   batch_size: z.number().int().min(1).max(4096).default(16).describe('texts per ONNX run (a request of max_batch_items is run in slices of this size, sorted by length to pad less)'),
   threads: z.number().int().min(1).max(256).optional().describe('ONNX Runtime intra-op threads; default all cores'),
+  max_heap_mb: z
+    .number()
+    .int()
+    .min(64)
+    .max(1_048_576)
+    .optional()
+    .describe("JavaScript heap limit of the model's worker thread, in MB (tokenizer and tensors; ONNX Runtime's own memory is outside it): a batch that needs more ends the thread, which is restarted; default Node's limit"),
   // One model on the CPU: runs in parallel only fight over the cores.
   max_concurrency: z.number().int().min(1).max(1024).default(1).describe('ONNX runs in flight at most'),
   query_timeout_ms: z.number().int().min(1).default(QUERY_DEFAULTS.timeout_ms).describe('per attempt, when embedding a query'),
@@ -87,6 +94,11 @@ export interface LocalLoadOptions {
   maxTokens?: number;
   batchSize?: number;
   threads?: number;
+  /**
+   * Heap limit of the worker thread ({@link LocalWorkerEmbedder}), in MB: V8's old generation, where the
+   * tokenizer's output and the tensors' JavaScript side live. Default Node's own limit.
+   */
+  maxHeapMb?: number;
   /** Option path named in errors (default `embedder.local`). */
   field?: string;
 }
@@ -403,11 +415,36 @@ function sha256Hex(s: string): string {
   return createHash('sha256').update(s).digest('hex');
 }
 
+/** Unexpected exits of the worker thread within `windowMs` after which it is not restarted again. */
+const RESTART_LIMIT = { exits: 5, windowMs: 10 * 60_000 };
+/** Texts in flight at this many exits are not sent again: they are what ends the thread (e.g. out of memory). */
+const SUSPECT_EXITS = 2;
+/** Fingerprints of texts in flight at an exit that are remembered. */
+const SUSPECTS_KEPT = 64;
+
+type ReadyEvent = Extract<LocalWorkerEvent, { kind: 'ready' }>;
+
+/** A request sent to the worker thread, until it answers. */
+interface InFlight {
+  kind: LocalWorkerRequest['kind'];
+  texts: string[];
+  resolve(v: Float32Array[]): void;
+  reject(e: unknown): void;
+}
+
 /**
  * The local model in a worker thread of its own: ONNX Runtime computes on the thread that calls
  * `run()`, which would stop every query and timer of the server for the length of a batch.
  * Same contract as {@link LocalEmbedder}; `close()` ends the thread. The thread holds the
- * process open only while a request is in flight.
+ * process open only while a request is in flight (or while it loads).
+ *
+ * When the thread exits unexpectedly (out of memory, see `maxHeapMb`; an uncaught exception),
+ * the calls in flight reject with a transient `not_ready` error (documents are held back and
+ * tried again, not failed) and a new thread loads the same model; calls made meanwhile wait for
+ * it. Texts that were in flight at two exits are refused from then on (`invalid_request`), so
+ * that one batch cannot use up the restarts. After 5 exits within 10 minutes (`RESTART_LIMIT`),
+ * or when a new thread does not load the model or loads another one (changed on disk), every
+ * call rejects for good with a `model_unavailable` error saying what to check.
  *
  * @example
  * const embedder = await LocalWorkerEmbedder.start({ model: '/models/all-MiniLM-L6-v2' });
@@ -421,52 +458,37 @@ export class LocalWorkerEmbedder implements Embedder {
   readonly dir: string;
   readonly dtype: string;
   readonly maxTokens: number;
-  readonly #worker: Worker;
-  readonly #pending = new Map<number, { resolve(v: Float32Array[]): void; reject(e: unknown): void }>();
+  readonly #opts: LocalLoadOptions;
+  readonly #logger: Logger | undefined;
+  /** The thread that answers; null while a new one loads (`#restarting`), and once closed. */
+  #worker: Worker | null = null;
+  /** The thread being started after an exit, until it is ready. */
+  #loading: Worker | null = null;
+  /** Settles (never rejects) when the restart under way has succeeded or given up. */
+  #restarting: Promise<void> | null = null;
+  readonly #pending = new Map<number, InFlight>();
+  /** When the thread exited unexpectedly, within `RESTART_LIMIT.windowMs` (ms since the epoch). */
+  #exits: number[] = [];
+  /** Fingerprint of texts in flight at an exit → how many exits. */
+  readonly #suspects = new Map<string, number>();
   #nextId = 1;
   #closed: Error | null = null;
 
-  private constructor(worker: Worker, ready: Extract<LocalWorkerEvent, { kind: 'ready' }>) {
-    this.#worker = worker;
+  private constructor(opts: LocalLoadOptions, logger: Logger | undefined, worker: Worker, ready: ReadyEvent) {
+    this.#opts = opts;
+    this.#logger = logger;
     this.modelKey = ready.modelKey;
     this.dimensions = ready.dimensions;
     this.dir = ready.dir;
     this.dtype = ready.dtype;
     this.maxTokens = ready.maxTokens;
-    worker.on('message', (event: LocalWorkerEvent) => {
-      if (event.kind !== 'result' && event.kind !== 'error') return;
-      const call = this.#pending.get(event.id);
-      if (!call) return;
-      this.#settled(event.id);
-      if (event.kind === 'result') call.resolve(event.vectors);
-      else call.reject(fromWire(event.error));
-    });
-    worker.on('exit', (code) => this.#fail(new Error(`the local model's worker thread exited (code ${code})`)));
-    worker.on('error', (err) => this.#fail(err));
-    worker.unref();
+    this.#adopt(worker);
   }
 
   /** Starts the worker and loads the model there; rejects with the loader's `config_error`. */
   static async start(opts: LocalLoadOptions, logger?: Logger): Promise<LocalWorkerEmbedder> {
-    // Under tsx a worker cannot always load `.ts` by itself: a small JavaScript entry registers tsx first.
-    const entry = new URL(extname(fileURLToPath(import.meta.url)) === '.ts' ? './local-boot.mjs' : './local-worker.js', import.meta.url);
-    const worker = new Worker(entry, { workerData: opts });
-    worker.on('message', (event: LocalWorkerEvent) => {
-      if (event.kind === 'log') logger?.[event.level](event.msg);
-    });
-    const ready = await new Promise<Extract<LocalWorkerEvent, { kind: 'ready' }>>((resolve, reject) => {
-      const onMessage = (event: LocalWorkerEvent) => {
-        if (event.kind === 'ready') resolve(event);
-        else if (event.kind === 'failed') reject(fromWire(event.error));
-      };
-      worker.on('message', onMessage);
-      worker.once('error', reject);
-      worker.once('exit', (code) => reject(new Error(`the local model's worker thread exited (code ${code}) while loading`)));
-    }).catch(async (err: unknown) => {
-      await worker.terminate();
-      throw err;
-    });
-    return new LocalWorkerEmbedder(worker, ready);
+    const { worker, ready } = spawnWorker(opts, logger);
+    return new LocalWorkerEmbedder(opts, logger, worker, await ready);
   }
 
   embed(texts: string[], signal?: AbortSignal): Promise<Float32Array[]> {
@@ -478,16 +500,49 @@ export class LocalWorkerEmbedder implements Embedder {
     return (await this.#request('query', [text], signal))[0]!;
   }
 
-  /** Ends the worker thread; calls in flight reject. */
+  /** Ends the worker thread (and one being restarted); calls in flight or waiting reject. */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#fail(new Error('the local embedder is closed'));
-    await this.#worker.terminate();
+    this.#rejectPending((this.#closed ??= new Error('the local embedder is closed')));
+    const threads = [this.#worker, this.#loading].filter((w): w is Worker => w !== null);
+    this.#worker = null;
+    this.#loading = null;
+    await Promise.all(threads.map((w) => w.terminate()));
+    await this.#restarting;
   }
 
-  #request(kind: LocalWorkerRequest['kind'], texts: string[], signal?: AbortSignal): Promise<Float32Array[]> {
-    if (this.#closed) return Promise.reject(this.#closed);
-    signal?.throwIfAborted();
+  /** Makes `worker` the thread that answers. */
+  #adopt(worker: Worker): void {
+    this.#worker = worker;
+    let error: Error | undefined;
+    worker.on('message', (event: LocalWorkerEvent) => {
+      if (event.kind !== 'result' && event.kind !== 'error') return;
+      const call = this.#pending.get(event.id);
+      if (!call) return;
+      this.#settled(event.id);
+      if (event.kind === 'result') call.resolve(event.vectors);
+      else call.reject(fromWire(event.error));
+    });
+    // An uncaught exception or ERR_WORKER_OUT_OF_MEMORY is emitted just before the exit.
+    worker.on('error', (err) => (error = err));
+    worker.on('exit', (code) => this.#exited(worker, code, error));
+    // Idle: requests wait for a thread before they are sent, so none is in flight yet.
+    worker.unref();
+  }
+
+  async #request(kind: LocalWorkerRequest['kind'], texts: string[], signal?: AbortSignal): Promise<Float32Array[]> {
+    if (this.#closed) throw this.#closed;
+    const refused = this.#refusal(kind, texts);
+    if (refused) throw refused;
+    for (;;) {
+      signal?.throwIfAborted();
+      if (this.#closed) throw this.#closed;
+      if (this.#worker) return this.#send(this.#worker, kind, texts, signal);
+      if (!this.#restarting) throw new LivedexError('internal', "the local model's worker thread is gone and not being restarted");
+      await untilAborted(this.#restarting, signal);
+    }
+  }
+
+  #send(worker: Worker, kind: LocalWorkerRequest['kind'], texts: string[], signal?: AbortSignal): Promise<Float32Array[]> {
     const id = this.#nextId++;
     return new Promise<Float32Array[]>((resolve, reject) => {
       // An aborted call stops waiting; the worker finishes the slice it is on and the result is dropped.
@@ -498,6 +553,8 @@ export class LocalWorkerEmbedder implements Embedder {
       signal?.addEventListener('abort', onAbort, { once: true });
       const done = () => signal?.removeEventListener('abort', onAbort);
       this.#pending.set(id, {
+        kind,
+        texts,
         resolve: (v) => {
           done();
           resolve(v);
@@ -507,23 +564,180 @@ export class LocalWorkerEmbedder implements Embedder {
           reject(e);
         },
       });
-      if (this.#pending.size === 1) this.#worker.ref();
-      this.#worker.postMessage({ id, kind, texts } satisfies LocalWorkerRequest);
+      if (this.#pending.size === 1) worker.ref();
+      worker.postMessage({ id, kind, texts } satisfies LocalWorkerRequest);
     });
   }
 
   #settled(id: number): void {
     this.#pending.delete(id);
-    if (this.#pending.size === 0) this.#worker.unref();
+    if (this.#pending.size === 0) this.#worker?.unref();
   }
 
-  #fail(err: Error): void {
-    this.#closed ??= err;
+  #rejectPending(err: Error): void {
     for (const [id, call] of this.#pending) {
       this.#settled(id);
       call.reject(err);
     }
   }
+
+  /** The thread ended: unexpectedly unless it is no longer ours (closed, replaced). */
+  #exited(worker: Worker, code: number, error: Error | undefined): void {
+    if (worker !== this.#worker) return;
+    this.#worker = null;
+    const now = Date.now();
+    this.#exits = [...this.#exits.filter((t) => now - t < RESTART_LIMIT.windowMs), now];
+    const why = `code ${code}${error ? `: ${describeError(error)}` : ''}`;
+    const field = this.#opts.field ?? 'embedder.local';
+    if (this.#exits.length >= RESTART_LIMIT.exits) {
+      this.#giveUp(
+        new LivedexError(
+          'model_unavailable',
+          `the local model's worker thread keeps exiting (${this.#exits.length} times within ${RESTART_LIMIT.windowMs / 60_000} minutes, last ${why}); ` +
+            `it is not restarted again until livedex restarts: check the memory livedex may use (free memory, ${field}.max_heap_mb, ` +
+            `${field}.batch_size) and that the model in "${this.dir}" runs`,
+          { cause: error },
+        ),
+      );
+      return;
+    }
+    const transient = markTransient(new LivedexError('not_ready', `the local model's worker thread exited (${why}); it is restarting`, { cause: error }));
+    this.#logger?.warn("the local model's worker thread exited; restarting it", { code, error: error ? describeError(error) : undefined, exits: this.#exits.length });
+    for (const [id, call] of this.#pending) {
+      this.#settled(id);
+      const exits = this.#suspect(call);
+      call.reject(exits >= SUSPECT_EXITS ? this.#refusal(call.kind, call.texts)! : transient);
+    }
+    this.#restarting = this.#restart();
+  }
+
+  /** Loads the model in a new thread; gives up when it does not load or is not the same model. */
+  async #restart(): Promise<void> {
+    const { worker, ready } = spawnWorker(this.#opts, this.#logger);
+    this.#loading = worker;
+    try {
+      const event = await ready;
+      if (this.#closed) {
+        await worker.terminate();
+        return;
+      }
+      if (event.modelKey !== this.modelKey || event.dimensions !== this.dimensions) {
+        await worker.terminate();
+        this.#giveUp(
+          new LivedexError(
+            'model_unavailable',
+            `the local model's worker thread exited and the model in "${this.dir}" has changed since livedex started (${this.modelKey} → ${event.modelKey}); restart livedex to use the new model`,
+          ),
+        );
+        return;
+      }
+      this.#adopt(worker);
+      this.#logger?.info("the local model's worker thread is back", { modelKey: this.modelKey });
+    } catch (err) {
+      if (this.#closed) return;
+      this.#giveUp(
+        new LivedexError('model_unavailable', `the local model's worker thread exited and a new one could not load the model: ${describeError(err)}`, { cause: err }),
+      );
+    } finally {
+      if (this.#loading === worker) this.#loading = null;
+      this.#restarting = null;
+    }
+  }
+
+  /** Stops for good: every call from now on rejects with `err`. */
+  #giveUp(err: LivedexError): void {
+    if (this.#closed) return;
+    this.#closed = err;
+    this.#logger?.error("the local model's worker thread is not restarted again", { error: err.message });
+    this.#rejectPending(err);
+  }
+
+  /** Counts an exit against the texts of `call`; returns how many exits they were in flight at. */
+  #suspect(call: InFlight): number {
+    const key = requestKey(call.kind, call.texts);
+    const exits = (this.#suspects.get(key) ?? 0) + 1;
+    this.#suspects.delete(key);
+    this.#suspects.set(key, exits);
+    if (this.#suspects.size > SUSPECTS_KEPT) this.#suspects.delete(this.#suspects.keys().next().value!);
+    return exits;
+  }
+
+  /** The error for texts that ended the thread too often, or undefined. */
+  #refusal(kind: LocalWorkerRequest['kind'], texts: string[]): LivedexError | undefined {
+    if (this.#suspects.size === 0) return undefined;
+    const exits = this.#suspects.get(requestKey(kind, texts)) ?? 0;
+    if (exits < SUSPECT_EXITS) return undefined;
+    const chars = texts.reduce((n, t) => n + t.length, 0);
+    return new LivedexError(
+      'invalid_request',
+      `the local model's worker thread exited ${exits} times while embedding these ${texts.length} text(s) (${chars} characters); ` +
+        `they are not sent to it again (too large for its memory? see ${this.#opts.field ?? 'embedder.local'}.max_heap_mb)`,
+    );
+  }
+}
+
+/** Starts a worker thread that loads the model; `ready` rejects (and ends the thread) when it does not load. */
+function spawnWorker(opts: LocalLoadOptions, logger: Logger | undefined): { worker: Worker; ready: Promise<ReadyEvent> } {
+  // Under tsx a worker cannot always load `.ts` by itself: a small JavaScript entry registers tsx first.
+  const entry = new URL(extname(fileURLToPath(import.meta.url)) === '.ts' ? './local-boot.mjs' : './local-worker.js', import.meta.url);
+  const worker = new Worker(entry, {
+    workerData: opts,
+    ...(opts.maxHeapMb ? { resourceLimits: { maxOldGenerationSizeMb: opts.maxHeapMb } } : {}),
+  });
+  worker.on('message', (event: LocalWorkerEvent) => {
+    if (event.kind === 'log') logger?.[event.level](event.msg);
+  });
+  const ready = new Promise<ReadyEvent>((resolve, reject) => {
+    worker.on('message', (event: LocalWorkerEvent) => {
+      if (event.kind === 'ready') resolve(event);
+      else if (event.kind === 'failed') reject(fromWire(event.error));
+    });
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`the local model's worker thread exited (code ${code}) while loading`)));
+  }).catch(async (err: unknown) => {
+    await worker.terminate();
+    throw err;
+  });
+  return { worker, ready };
+}
+
+/** Identifies the texts of a request (for `SUSPECT_EXITS`). */
+function requestKey(kind: LocalWorkerRequest['kind'], texts: string[]): string {
+  const hash = createHash('sha256').update(kind);
+  for (const t of texts) hash.update(`\u0000${t}`);
+  return hash.digest('hex');
+}
+
+/** Waits for `promise` (which never rejects), or until `signal` aborts (rejects with its reason). */
+function untilAborted(promise: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return promise;
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    void promise.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
+}
+
+/**
+ * `embedder` whose errors the call machine retries only when they are transient: it would retry a
+ * `LivedexError` by its HTTP-like status (a 503 `model_unavailable`, a 500 `config_error`), and an
+ * embedder that gave up answers the same however often it is asked.
+ */
+function withPermanentErrors(embedder: LocalWorkerEmbedder): Embedder {
+  const settle = (err: unknown): never => {
+    if (err instanceof LivedexError && !isTransientError(err)) throw new CallResponseError(err.message, { kind: 'unknown', retryable: false, cause: err });
+    throw err;
+  };
+  return {
+    name: embedder.name,
+    modelKey: embedder.modelKey,
+    dimensions: embedder.dimensions,
+    embed: (texts, signal) => embedder.embed(texts, signal).catch(settle),
+    embedQuery: (text, signal) => embedder.embedQuery(text, signal).catch(settle),
+  };
 }
 
 function fromWire(error: LocalWireError): Error {
@@ -550,6 +764,7 @@ export const localEmbedder = definePlugin({
       max_tokens,
       batch_size,
       threads,
+      max_heap_mb,
       query_timeout_ms,
       query_max_attempts,
       ...machine
@@ -567,9 +782,10 @@ export const localEmbedder = definePlugin({
       ...(max_tokens !== undefined ? { maxTokens: max_tokens } : {}),
       batchSize: batch_size,
       ...(threads !== undefined ? { threads } : {}),
+      ...(max_heap_mb !== undefined ? { maxHeapMb: max_heap_mb } : {}),
     }, ctx.logger);
     ctx.logger.info('embedder "local" (in a worker thread)', { modelKey: embedder.modelKey, dir: embedder.dir, dtype: embedder.dtype, maxTokens: embedder.maxTokens });
-    const wrapped = wrapEmbedder(embedder, callOptions.parse(machine), {
+    const wrapped = wrapEmbedder(withPermanentErrors(embedder), callOptions.parse(machine), {
       logger: ctx.logger,
       query: { timeout_ms: query_timeout_ms, max_attempts: query_max_attempts },
     });
