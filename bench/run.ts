@@ -2,8 +2,8 @@
  * Speed, size and memory with the offline embedder (so model time does not hide ours), and livedex
  * side by side with LangChain.js and LlamaIndex.TS, all in one run:
  *
- * - per corpus size (synthetic SciFact text, bench/synth.ts; 10k and 50k chunks by default, `--full`
- *   adds 100k, `--sizes 10000,30000` picks): ingest docs/s and chunks/s, query latency p50/p99 per
+ * - per corpus size (synthetic SciFact text, bench/synth.ts; 10k and 100k chunks by default, `--full`
+ *   adds 50k between them, `--sizes 10000,30000` picks): ingest docs/s and chunks/s, query latency p50/p99 per
  *   mode over the 300 SciFact queries, index size on disk, peak RSS so far;
  * - write → queryable over `--edits 200` edits (smallest corpus), restart-to-ready (largest);
  * - the side-by-side on SciFact itself (bench/peers.ts), as ratios against livedex.
@@ -23,7 +23,7 @@ import { syntheticCorpus } from './synth.js';
 const benchStarted = performance.now();
 const datasetDir = arg('dataset', DEFAULT_DATASET);
 const edits = Number(arg('edits', '200'));
-const sizes = arg('sizes', process.argv.includes('--full') ? '10000,50000,100000' : '10000,50000').split(',').map(Number);
+const sizes = arg('sizes', process.argv.includes('--full') ? '10000,50000,100000' : '10000,100000').split(',').map(Number);
 const cache = join(new URL('.', import.meta.url).pathname, '.cache', datasetDir.split('/').pop()!);
 const resultsDir = join(new URL('.', import.meta.url).pathname, 'results');
 const dataset = await loadDataset(datasetDir, cache);

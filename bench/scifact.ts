@@ -14,6 +14,7 @@ import { silentLogger } from '../src/core/log.js';
 import { parseConfig, serve } from '../src/livedex.js';
 import { DEFAULT_MODEL_DIR, fetchMiniLM } from './fetch-model.js';
 import { arg, DEFAULT_DATASET, distinctDocs, loadDataset, mean, mrrAt, ndcgAt, postJson, recallAt } from './lib.js';
+import { prng } from './synth.js';
 
 interface Variant {
   name: string;
@@ -116,10 +117,34 @@ async function runVariant(v: Variant): Promise<void> {
 }
 const heading = `${datasetDir.split('/').pop()} · ${dataset.queries.length} queries · ${dataset.docCount} documents, ${server.index.catalog.size} chunks · embedder ${label} (${server.index.embedder.modelKey}) · splitter ${splitter || 'per parser'}${maxTokens > 0 ? ` (max_tokens ${maxTokens})` : ''} · BM25 analyzer ${textIndex.language}${textIndex.stop_words ? ' + stop words' : ''}${textIndex.ascii_folding ? ' + ASCII folding' : ''}`;
 const best = Math.max(...summary.map((r) => r.ndcg10));
+
+/**
+ * The paired difference in nDCG@10 between `mode` and the default hybrid over the same queries,
+ * with a 95% bootstrap interval (seeded: the same run prints the same interval). An interval
+ * holding 0 means no measurable difference.
+ */
+function versusDefault(mode: string): string {
+  const base = perQuery['hybrid (default)'];
+  const other = perQuery[mode];
+  if (!base || !other || mode === 'hybrid (default)') return '—';
+  const ids = Object.keys(base).sort();
+  const diffs = ids.map((id) => other[id]!.ndcg10 - base[id]!.ndcg10);
+  const random = prng(7);
+  const means: number[] = [];
+  for (let b = 0; b < 2000; b++) {
+    let sum = 0;
+    for (let i = 0; i < diffs.length; i++) sum += diffs[Math.floor(random() * diffs.length)]!;
+    means.push(sum / diffs.length);
+  }
+  means.sort((a, b) => a - b);
+  const sign = (x: number) => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(4)}`;
+  return `${sign(mean(diffs))} [${sign(means[50]!)}, ${sign(means[1949]!)}]`;
+}
+
 const table = [
-  '| mode | nDCG@10 | Recall@100 | MRR@10 |',
-  '|---|---|---|---|',
-  ...summary.map((r) => `| ${r.mode}${r.ndcg10 === best ? ' ★' : ''} | ${r.ndcg10.toFixed(4)} | ${r.recall100.toFixed(4)} | ${r.mrr10.toFixed(4)} |`),
+  '| mode | nDCG@10 | Recall@100 | MRR@10 | Δ nDCG@10 vs hybrid (default) [95% CI] |',
+  '|---|---|---|---|---|',
+  ...summary.map((r) => `| ${r.mode}${r.ndcg10 === best ? ' ★' : ''} | ${r.ndcg10.toFixed(4)} | ${r.recall100.toFixed(4)} | ${r.mrr10.toFixed(4)} | ${versusDefault(r.mode)} |`),
 ].join('\n');
 console.log(`\n${heading}\n\n${table}`);
 const resultsDir = join(new URL('.', import.meta.url).pathname, 'results');
