@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import CFB from 'cfb';
 import { LivedexError } from '../src/core/errors.js';
 import type { ParsedPart } from '../src/core/types.js';
+import { EmlParser } from '../src/parsers/eml.js';
 import { MsgParser } from '../src/parsers/msg.js';
 import { post, retrieve, startServer, tempDir, type TestServer } from './helpers/livedex.js';
 import { makeMsg, type MsgSpec } from './helpers/msg.js';
@@ -105,6 +106,40 @@ describe('msg parser', () => {
     const errors = parts[0]!.metadata.attachment_errors as string[];
     assert.equal(errors.length, 1);
     assert.match(errors[0]!, /^broken\.pdf: /);
+  });
+
+  it('is followed when attached to an .eml, within the max_depth of the eml parser', async () => {
+    const msg = makeMsg({ subject: 'Loom cards', from: CHARLES, to: [ADA], date: SENT, body: 'Punched cards steer the loom through each pattern.' });
+    const b64 = Buffer.from(msg).toString('base64').replace(/.{76}/g, '$&\r\n');
+    const eml = [
+      'From: Mary <mary@example.org>',
+      'To: Ada <ada@example.org>',
+      'Subject: Forwarding an Outlook message',
+      'MIME-Version: 1.0',
+      'Content-Type: multipart/mixed; boundary="b1"',
+      '',
+      '--b1',
+      'Content-Type: text/plain',
+      '',
+      'See the message attached.',
+      '--b1',
+      'Content-Type: application/vnd.ms-outlook; name="loom.msg"',
+      'Content-Disposition: attachment; filename="loom.msg"',
+      'Content-Transfer-Encoding: base64',
+      '',
+      b64,
+      '--b1--',
+      '',
+    ].join('\r\n');
+    const bytes = new TextEncoder().encode(eml);
+    const parts = await new EmlParser().parse({ key: 'fwd.eml', bytes, extension: '.eml', metadata: {} });
+    const loom = parts.filter((p) => p.metadata.attachment === 'loom.msg');
+    assert.match(loom[0]!.text, /Punched cards steer the loom/);
+    assert.match(loom[0]!.text, /Subject: Loom cards/);
+    assert.equal(loom[0]!.metadata.subject, 'Forwarding an Outlook message');
+    const flat = await new EmlParser({ max_depth: 0 }).parse({ key: 'fwd.eml', bytes, extension: '.eml', metadata: {} });
+    assert.equal(flat.filter((p) => p.metadata.attachment === 'loom.msg').length, 0);
+    assert.match(String((flat[0]!.metadata.attachment_errors as string[])[0]), /^loom\.msg: .*nested deeper than 0/);
   });
 
   it('stops following attached messages at max_depth', async () => {

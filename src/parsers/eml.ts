@@ -81,6 +81,13 @@ export class EmlParser implements Parser {
           if (extension === '.eml' || isMessage) {
             if (depth + 1 > this.#opts.max_depth) throw new LivedexError('parse_failed', `attached messages nested deeper than ${this.#opts.max_depth}`);
             attParts = await this.#parseAt({ key: `${input.key}#${filename}`, bytes: att.content, extension: '.eml', metadata: {}, ...(input.signal ? { signal: input.signal } : {}) }, depth + 1);
+          } else if (extension === '.msg') {
+            // An Outlook message attached to a mail: one level down, with what is left of the depth budget.
+            if (depth + 1 > this.#opts.max_depth) throw new LivedexError('parse_failed', `attached messages nested deeper than ${this.#opts.max_depth}`);
+            // Imported when needed: the msg parser imports this one for the `.eml` files it carries.
+            const { MsgParser } = await import('./msg.js');
+            const msg = new MsgParser({ max_depth: Math.max(0, this.#opts.max_depth - depth - 1) });
+            attParts = await msg.parse({ key: `${input.key}#${filename}`, bytes: att.content, extension, metadata: {}, ...(input.signal ? { signal: input.signal } : {}) });
           } else {
             const parser = this.#parsers().get(extension);
             if (!parser) {
