@@ -15,6 +15,7 @@ import {
 } from '../src/core/calls.js';
 import { silentLogger } from '../src/core/log.js';
 import type { Embedder } from '../src/core/types.js';
+import { LivedexError, markTransient } from '../src/core/errors.js';
 
 /** A clock whose sleeps return at once and move time forward; every sleep is recorded. */
 function fakeClock(random = () => 1) {
@@ -252,6 +253,13 @@ describe('call machine: retries', () => {
       assert.match(err.message, /not retried/);
     });
   }
+
+  it("sorts livedex's own errors by whether they are transient, not by the status livedex would answer", () => {
+    assert.equal(classifyError(new LivedexError('model_unavailable', 'the worker keeps exiting')).retryable, false);
+    assert.equal(classifyError(new LivedexError('internal', 'boom')).retryable, false);
+    const held = classifyError(markTransient(new LivedexError('not_ready', 'the worker is restarting')));
+    assert.deepEqual([held.kind, held.retryable], ['server_error', true]);
+  });
 
   it('retries 408, 409, 5xx, connection errors and malformed responses', async () => {
     const faults: unknown[] = [

@@ -1,6 +1,6 @@
 /** @module core/calls — every model call goes through one machine: cache → batch → limit → retry → timeout → call. */
 import { z } from 'zod';
-import { describeError, LivedexError } from './errors.js';
+import { describeError, isTransientError, LivedexError } from './errors.js';
 import { sha256 } from './hash.js';
 import type { Embedder, Logger } from './types.js';
 
@@ -163,6 +163,9 @@ const CONNECTION_MESSAGE = /socket hang up|fetch failed|ECONNRESET|ECONNREFUSED|
 /** Sorts an error thrown by a call into retryable and permanent, by status, code, message and type. */
 export function classifyError(err: unknown, now = Date.now()): Classified {
   if (err instanceof CallResponseError) return { kind: err.kind, retryable: err.retryable };
+  // Our own errors say whether a later try may help: their `status` is what livedex would answer,
+  // not a service's, so only a transient one is sorted by it.
+  if (err instanceof LivedexError && !isTransientError(err)) return { kind: 'unknown', retryable: false };
   const status = statusOf(err);
   if (status !== undefined) {
     const retryAfterMs = retryAfterOf(err, now);

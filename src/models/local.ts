@@ -6,8 +6,8 @@ import { basename, extname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
-import { CallResponseError, callOptions, QUERY_DEFAULTS, wrapEmbedder, type CallingEmbedder } from '../core/calls.js';
-import { describeError, isTransientError, LivedexError, markTransient } from '../core/errors.js';
+import { callOptions, QUERY_DEFAULTS, wrapEmbedder, type CallingEmbedder } from '../core/calls.js';
+import { describeError, LivedexError, markTransient } from '../core/errors.js';
 import { definePlugin } from '../core/registry.js';
 import type { Embedder, Logger } from '../core/types.js';
 import type { LocalWireError, LocalWorkerEvent, LocalWorkerRequest } from './local-worker.js';
@@ -721,25 +721,6 @@ function untilAborted(promise: Promise<void>, signal: AbortSignal | undefined): 
   });
 }
 
-/**
- * `embedder` whose errors the call machine retries only when they are transient: it would retry a
- * `LivedexError` by its HTTP-like status (a 503 `model_unavailable`, a 500 `config_error`), and an
- * embedder that gave up answers the same however often it is asked.
- */
-function withPermanentErrors(embedder: LocalWorkerEmbedder): Embedder {
-  const settle = (err: unknown): never => {
-    if (err instanceof LivedexError && !isTransientError(err)) throw new CallResponseError(err.message, { kind: 'unknown', retryable: false, cause: err });
-    throw err;
-  };
-  return {
-    name: embedder.name,
-    modelKey: embedder.modelKey,
-    dimensions: embedder.dimensions,
-    embed: (texts, signal) => embedder.embed(texts, signal).catch(settle),
-    embedQuery: (text, signal) => embedder.embedQuery(text, signal).catch(settle),
-  };
-}
-
 function fromWire(error: LocalWireError): Error {
   if (error.code === 'config_error') return new LivedexError('config_error', error.message, error.field ? { field: error.field } : {});
   return new Error(error.message);
@@ -785,7 +766,7 @@ export const localEmbedder = definePlugin({
       ...(max_heap_mb !== undefined ? { maxHeapMb: max_heap_mb } : {}),
     }, ctx.logger);
     ctx.logger.info('embedder "local" (in a worker thread)', { modelKey: embedder.modelKey, dir: embedder.dir, dtype: embedder.dtype, maxTokens: embedder.maxTokens });
-    const wrapped = wrapEmbedder(withPermanentErrors(embedder), callOptions.parse(machine), {
+    const wrapped = wrapEmbedder(embedder, callOptions.parse(machine), {
       logger: ctx.logger,
       query: { timeout_ms: query_timeout_ms, max_attempts: query_max_attempts },
     });
