@@ -5,6 +5,7 @@
  * into Prometheus metrics and the logger into one line per state change.
  */
 import type { CallCounters } from './calls.js';
+import type { PipelineCounters } from './pipeline.js';
 
 /** The state a document settled in after one commit. */
 export type SettledState = 'indexed' | 'failed' | 'pending' | 'deleted';
@@ -23,19 +24,9 @@ export interface DocumentSettled {
   settledAt: number;
 }
 
-/** The counters of a pipeline (see `Pipeline.counters`). */
-export interface PipelineCountersView {
-  parsed: number;
-  embedded: number;
-  embeddingsReused: number;
-  committed: number;
-  failed: number;
-  deleted: number;
-}
-
 /** A snapshot of the counters of an index, read when metrics are scraped. */
 export interface TelemetrySnapshot {
-  pipeline: PipelineCountersView;
+  pipeline: Readonly<PipelineCounters>;
   /** Changes accepted from sources since start. */
   changesSeen: number;
   /** The model serving queries and the counters of its calls (null when it is not a calling embedder). */
