@@ -6,7 +6,7 @@ import { LivedexError, describeError } from '../core/errors.js';
 import { definePlugin } from '../core/registry.js';
 import type { Metadata, ParsedPart, ParseInput, Parser } from '../core/types.js';
 import { isBlank } from './decode.js';
-import { documentParsersByExtension, mailParserOptions } from './mail.js';
+import { documentParsersByExtension, mailParserOptions, withAttachments, type MailAttachment } from './mail.js';
 
 export const EML_EXTENSIONS: readonly string[] = ['.eml'];
 
@@ -69,43 +69,28 @@ export class EmlParser implements Parser {
     const head = [from && `From: ${from}`, to && `To: ${to}`, mail.subject && `Subject: ${mail.subject}`].filter(Boolean).join('\n');
     if (head !== '' || !isBlank(body)) parts.push({ text: isBlank(body) ? head : `${head}\n\n${body.trim()}`, metadata: { ...headers } });
 
-    const errors: string[] = [];
-    if (this.#opts.attachments) {
-      for (const [i, att] of mail.attachments.entries()) {
-        input.signal?.throwIfAborted();
-        const isMessage = att.contentType === 'message/rfc822';
-        const filename = att.filename ?? (isMessage ? `attachment-${i + 1}.eml` : `attachment-${i + 1}`);
-        const extension = isMessage && !att.filename ? '.eml' : extname(filename).toLowerCase();
-        try {
-          let attParts: ParsedPart[];
-          if (extension === '.eml' || isMessage) {
-            if (depth + 1 > this.#opts.max_depth) throw new LivedexError('parse_failed', `attached messages nested deeper than ${this.#opts.max_depth}`);
-            attParts = await this.#parseAt({ key: `${input.key}#${filename}`, bytes: att.content, extension: '.eml', metadata: {}, ...(input.signal ? { signal: input.signal } : {}) }, depth + 1);
-          } else if (extension === '.msg') {
-            // An Outlook message attached to a mail: one level down, with what is left of the depth budget.
-            if (depth + 1 > this.#opts.max_depth) throw new LivedexError('parse_failed', `attached messages nested deeper than ${this.#opts.max_depth}`);
-            // Imported when needed: the msg parser imports this one for the `.eml` files it carries.
-            const { MsgParser } = await import('./msg.js');
-            const msg = new MsgParser({ max_depth: Math.max(0, this.#opts.max_depth - depth - 1) });
-            attParts = await msg.parse({ key: `${input.key}#${filename}`, bytes: att.content, extension, metadata: {}, ...(input.signal ? { signal: input.signal } : {}) });
-          } else {
-            const parser = this.#parsers().get(extension);
-            if (!parser) {
-              // Images, archives, executables: nothing to read. Not an error.
-              continue;
-            }
-            attParts = await parser.parse({ key: `${input.key}#${filename}`, bytes: att.content, extension, metadata: {}, ...(input.signal ? { signal: input.signal } : {}) });
-          }
-          for (const p of attParts) parts.push({ text: p.text, metadata: { ...p.metadata, ...headers, attachment: filename } });
-        } catch (err) {
-          if (err instanceof Error && err.name === 'AbortError') throw err;
-          errors.push(`${filename}: ${describeError(err)}`);
-        }
-      }
+    const attachments = (this.#opts.attachments ? mail.attachments : []).map((att, i): MailAttachment => {
+      const isMessage = att.contentType === 'message/rfc822';
+      const filename = att.filename ?? (isMessage ? `attachment-${i + 1}.eml` : `attachment-${i + 1}`);
+      const extension = isMessage ? '.eml' : extname(filename).toLowerCase();
+      return { filename, extension, bytes: () => att.content, parse: this.#attachmentParser(extension, depth) };
+    });
+    return withAttachments(input, headers, parts, attachments);
+  }
+
+  /** Where an attachment of `extension` goes: an attached message one level down, else the parser of its type. */
+  #attachmentParser(extension: string, depth: number): MailAttachment['parse'] {
+    if (extension === '.eml' || extension === '.msg') {
+      return async (input) => {
+        if (depth + 1 > this.#opts.max_depth) throw new LivedexError('parse_failed', `attached messages nested deeper than ${this.#opts.max_depth}`);
+        if (extension === '.eml') return this.#parseAt(input, depth + 1);
+        // Imported when needed: the msg parser imports this one for the `.eml` files it carries.
+        const { MsgParser } = await import('./msg.js');
+        return new MsgParser({ max_depth: Math.max(0, this.#opts.max_depth - depth - 1) }).parse(input);
+      };
     }
-    if (parts.length === 0) parts.push({ text: '(empty message)', metadata: { ...headers } });
-    if (errors.length > 0) for (const p of parts) p.metadata.attachment_errors = errors;
-    return parts;
+    const parser = this.#parsers().get(extension);
+    return parser && ((input) => parser.parse(input));
   }
 
   async #body(mail: ParsedMail, input: ParseInput): Promise<string> {

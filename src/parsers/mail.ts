@@ -1,6 +1,7 @@
 /** @module parsers/mail — what the e-mail parsers (`eml`, `msg`) share: their options and the parsers their attachments go to. */
 import { z } from 'zod';
-import type { Parser } from '../core/types.js';
+import { describeError } from '../core/errors.js';
+import type { Metadata, ParsedPart, ParseInput, Parser } from '../core/types.js';
 import { CsvParser } from './csv.js';
 import { DocxParser } from './docx.js';
 import { HtmlParser } from './html.js';
@@ -33,4 +34,40 @@ export function documentParsersByExtension(): Map<string, Parser> {
   const byExtension = new Map<string, Parser>();
   for (const p of parsers) for (const ext of p.extensions) if (!byExtension.has(ext)) byExtension.set(ext, p);
   return byExtension;
+}
+
+/** One attachment of a message, as a mail parser finds it. */
+export interface MailAttachment {
+  filename: string;
+  /** The type it is parsed as (an attached message's own, whatever its name). */
+  extension: string;
+  bytes: () => Uint8Array;
+  /**
+   * Parses it (an attached message one level down, another file by its type), or undefined when
+   * there is nothing to read in it (images, archives, executables: not an error).
+   */
+  parse: ((input: ParseInput) => Promise<ParsedPart[]>) | undefined;
+}
+
+/**
+ * Parses the attachments of a message and completes its parts: each attachment part carries the
+ * message's `headers` and `attachment` (its file name); one that fails is skipped and named in
+ * `attachment_errors` on every part; a message with no part at all gets an `(empty message)` one.
+ */
+export async function withAttachments(input: ParseInput, headers: Metadata, parts: ParsedPart[], attachments: Iterable<MailAttachment>): Promise<ParsedPart[]> {
+  const errors: string[] = [];
+  for (const att of attachments) {
+    input.signal?.throwIfAborted();
+    if (!att.parse) continue;
+    try {
+      const attParts = await att.parse({ key: `${input.key}#${att.filename}`, bytes: att.bytes(), extension: att.extension, metadata: {}, ...(input.signal ? { signal: input.signal } : {}) });
+      for (const p of attParts) parts.push({ text: p.text, metadata: { ...p.metadata, ...headers, attachment: att.filename } });
+    } catch (err) {
+      if (err instanceof Error && err.name === 'AbortError') throw err;
+      errors.push(`${att.filename}: ${describeError(err)}`);
+    }
+  }
+  if (parts.length === 0) parts.push({ text: '(empty message)', metadata: { ...headers } });
+  if (errors.length > 0) for (const p of parts) p.metadata.attachment_errors = errors;
+  return parts;
 }

@@ -6,8 +6,8 @@ import { describeError, LivedexError } from '../core/errors.js';
 import { definePlugin } from '../core/registry.js';
 import type { Metadata, ParsedPart, ParseInput, Parser } from '../core/types.js';
 import { isBlank } from './decode.js';
-import { EmlParser } from './eml.js';
-import { documentParsersByExtension, mailParserOptions } from './mail.js';
+import { EML_EXTENSIONS, EmlParser } from './eml.js';
+import { documentParsersByExtension, mailParserOptions, withAttachments, type MailAttachment } from './mail.js';
 
 const MsgReader = msgreader.default;
 
@@ -60,53 +60,42 @@ export class MsgParser implements Parser {
       .join('\n');
     if (head !== '' || !isBlank(body)) parts.push({ text: isBlank(body) ? head : `${head}\n\n${body.trim()}`, metadata: { ...headers } });
 
-    const errors: string[] = [];
-    if (this.#opts.attachments) {
-      for (const [i, att] of (fields.attachments ?? []).entries()) {
-        input.signal?.throwIfAborted();
-        if (att.attachmentHidden) continue; // inline images of an HTML body and the like
-        const embedded = att.innerMsgContent === true;
-        const filename = att.fileName ?? att.fileNameShort ?? (embedded ? `${att.name ?? `attachment-${i + 1}`}.msg` : `attachment-${i + 1}`);
-        const extension = embedded ? '.msg' : extname(filename).toLowerCase();
-        try {
-          let attParts: ParsedPart[];
-          const key = `${input.key}#${filename}`;
-          const signal = input.signal ? { signal: input.signal } : {};
-          if (extension === '.msg') {
-            if (depth + 1 > this.#opts.max_depth) throw new LivedexError('parse_failed', `attached messages nested deeper than ${this.#opts.max_depth}`);
-            attParts = await this.#parseAt({ key, bytes: reader.getAttachment(att).content, extension: '.msg', metadata: {}, ...signal }, depth + 1);
-          } else {
-            const parser = this.#parsers(depth).get(extension);
-            // Images, archives, executables: nothing to read. Not an error.
-            if (!parser) continue;
-            attParts = await parser.parse({ key, bytes: reader.getAttachment(att).content, extension, metadata: {}, ...signal });
-          }
-          for (const p of attParts) parts.push({ text: p.text, metadata: { ...p.metadata, ...headers, attachment: filename } });
-        } catch (err) {
-          if (err instanceof Error && err.name === 'AbortError') throw err;
-          errors.push(`${filename}: ${describeError(err)}`);
-        }
-      }
+    const attachments = (this.#opts.attachments ? (fields.attachments ?? []) : []).flatMap((att, i): MailAttachment[] => {
+      if (att.attachmentHidden) return []; // inline images of an HTML body and the like
+      const embedded = att.innerMsgContent === true;
+      const filename = att.fileName ?? att.fileNameShort ?? (embedded ? `${att.name ?? `attachment-${i + 1}`}.msg` : `attachment-${i + 1}`);
+      const extension = embedded ? '.msg' : extname(filename).toLowerCase();
+      return [{ filename, extension, bytes: () => reader.getAttachment(att).content, parse: this.#attachmentParser(extension, depth) }];
+    });
+    return withAttachments(input, headers, parts, attachments);
+  }
+
+  /** Where an attachment of `extension` goes: an attached message one level down, else the parser of its type. */
+  #attachmentParser(extension: string, depth: number): MailAttachment['parse'] {
+    if (extension === '.msg') {
+      return (input) => {
+        if (depth + 1 > this.#opts.max_depth) throw new LivedexError('parse_failed', `attached messages nested deeper than ${this.#opts.max_depth}`);
+        return this.#parseAt(input, depth + 1);
+      };
     }
-    if (parts.length === 0) parts.push({ text: '(empty message)', metadata: { ...headers } });
-    if (errors.length > 0) for (const p of parts) p.metadata.attachment_errors = errors;
-    return parts;
+    // An attached `.eml` counts as one level down, with what is left of the depth budget.
+    if (EML_EXTENSIONS.includes(extension)) return (input) => new EmlParser({ max_depth: Math.max(0, this.#opts.max_depth - depth - 1) }).parse(input);
+    const parser = this.#parsers().get(extension);
+    return parser && ((input) => parser.parse(input));
   }
 
   async #body(fields: FieldsData, input: ParseInput): Promise<string> {
     if (typeof fields.body === 'string' && !isBlank(fields.body)) return fields.body.replace(/\r\n?/g, '\n');
     const html = typeof fields.bodyHtml === 'string' ? fields.bodyHtml : fields.html instanceof Uint8Array ? new TextDecoder().decode(fields.html) : '';
     if (isBlank(html)) return '';
-    const parts = await this.#parsers(0).get('.html')!.parse({ key: input.key, bytes: new TextEncoder().encode(html), extension: '.html', metadata: {} });
+    const parts = await this.#parsers().get('.html')!.parse({ key: input.key, bytes: new TextEncoder().encode(html), extension: '.html', metadata: {} });
     return parts.map((p) => p.text).join('\n\n');
   }
 
   /** The sibling parsers attachments go to, by extension; built on first use. */
-  #parsers(depth: number): Map<string, Parser> {
+  #parsers(): Map<string, Parser> {
     this.#byExtension ??= documentParsersByExtension();
-    // An attached `.eml` counts as one level down, with what is left of the depth budget.
-    const eml = new EmlParser({ max_depth: Math.max(0, this.#opts.max_depth - depth - 1) });
-    return new Map([...this.#byExtension, ...eml.extensions.map((ext) => [ext, eml] as const)]);
+    return this.#byExtension;
   }
 }
 
