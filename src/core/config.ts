@@ -102,6 +102,12 @@ export const LimitsConfig = z.strictObject({
   header_timeout_ms: z.number().int().min(100).default(10_000).describe('a request whose headers have not all arrived by then is cut off (408)'),
   // A body waiting to arrive holds no slot of max_concurrent, only a socket: 60 s lets a 32 MB push arrive at 4.5 Mbit/s.
   body_timeout_ms: z.number().int().min(100).default(60_000).describe('a request (headers and body) not all arrived by then is cut off (408); at least header_timeout_ms'),
+  max_response_bytes: z
+    .number()
+    .int()
+    .min(1024)
+    .default(32 * 1024 * 1024)
+    .describe('largest JSON answer of /v1/retrieve (hits past it are left out, best kept) and of the document listings (refused past it)'),
 });
 
 /** The splitter of parsers that name none (plain text, source code) when the config names none either. */

@@ -227,7 +227,7 @@ export function mountSecurity(app: Hono, opts: SecurityOptions): void {
       cors({
         origin: any ? '*' : opts.corsOrigins.map(normalizeOrigin),
         allowHeaders: ['Authorization', 'Content-Type', 'Accept', 'Mcp-Session-Id', 'Mcp-Protocol-Version', 'Last-Event-ID'],
-        exposeHeaders: ['Mcp-Session-Id', 'Retry-After'],
+        exposeHeaders: ['Mcp-Session-Id', 'Retry-After', 'X-Livedex-Truncated'],
         allowMethods: ['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS'],
         maxAge: 600,
       }),
