@@ -12,7 +12,7 @@ import { startServer, tempDir, type TestServer } from './helpers/livedex.js';
 
 const MAX_CONCURRENT = 8;
 const SLOW = 260;
-const BODY_TIMEOUT_MS = 3000;
+const BODY_TIMEOUT_MS = 5000;
 const HEADER_TIMEOUT_MS = 1000;
 
 interface SlowClient {

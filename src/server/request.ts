@@ -35,7 +35,7 @@ export function requireJsonType(c: Context): void {
   if (isJsonType(given)) return;
   throw new LivedexError(
     'invalid_request',
-    `a ${c.req.method} body must be sent as Content-Type: application/json (got ${given ? JSON.stringify(given) : 'none'}); to send the fields without a body, use GET with a query string`,
+    `a ${c.req.method} body must be sent as Content-Type: application/json (got ${given ? JSON.stringify(given) : 'none'}; with curl, add -H 'content-type: application/json'); to send the fields without a body, use GET with a query string`,
     { field: 'content-type', status: 415 },
   );
 }
