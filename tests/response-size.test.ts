@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { parseConfig } from '../src/livedex.js';
 import { post, startServer, tempDir, waitFor, type TestServer, type WireHit } from './helpers/livedex.js';
 
 const CAP = 8 * 1024;
@@ -65,5 +66,10 @@ describe('the response size cap', () => {
       assert.equal(some.status, 200, route);
       assert.equal(some.body.length, 10);
     }
+  });
+
+  it('is 32 MiB unless the config says otherwise, and at least 1 KiB', () => {
+    assert.equal(parseConfig({}).limits.max_response_bytes, 32 * 1024 * 1024);
+    assert.throws(() => parseConfig({ limits: { max_response_bytes: 100 } }), /limits\.max_response_bytes/);
   });
 });

@@ -8,6 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { parseConfig } from '../src/livedex.js';
 import { startServer, tempDir, type TestServer } from './helpers/livedex.js';
 
 const MAX_CONCURRENT = 8;
@@ -129,5 +130,13 @@ describe('slow requests', () => {
     await client.closed;
     assert.match(client.received, /^HTTP\/1\.1 200 /);
     assert.match(client.received, /heron stands still/);
+  });
+
+  it('takes the timeouts from the config, with defaults, and refuses nonsense naming the key', () => {
+    const { limits } = parseConfig({});
+    assert.equal(limits.header_timeout_ms, 10_000);
+    assert.equal(limits.body_timeout_ms, 60_000);
+    assert.throws(() => parseConfig({ limits: { body_timeout_ms: 5 } }), /limits\.body_timeout_ms/);
+    assert.throws(() => parseConfig({ limits: { header_timeout_ms: 'soon' } }), /limits\.header_timeout_ms/);
   });
 });

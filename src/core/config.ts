@@ -101,7 +101,7 @@ export const LimitsConfig = z.strictObject({
   // Headers fit in one packet (Node caps them at 16 KB): 10 s is ample on any link, and ends a Slowloris connection 6× sooner than Node's 60 s.
   header_timeout_ms: z.number().int().min(100).default(10_000).describe('a request whose headers have not all arrived by then is cut off (408)'),
   // A body waiting to arrive holds no slot of max_concurrent, only a socket: 60 s lets a 32 MB push arrive at 4.5 Mbit/s.
-  body_timeout_ms: z.number().int().min(100).default(60_000).describe('a request (headers and body) not all arrived by then is cut off (408); at least header_timeout_ms'),
+  body_timeout_ms: z.number().int().min(100).default(60_000).describe('a request (headers and body) not all arrived by then is cut off (408); it bounds header_timeout_ms too'),
   max_response_bytes: z
     .number()
     .int()
