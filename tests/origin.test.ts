@@ -10,7 +10,9 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { silentLogger } from '../src/core/log.js';
+import { parseConfig } from '../src/livedex.js';
 import { createApp, startServer as startApp } from '../src/server/index.js';
+import { securityFor } from '../src/server/security.js';
 import { operations, type Operation } from '../src/server/openapi.js';
 import { runCli, startServer, tempDir, waitFor, type TestServer } from './helpers/livedex.js';
 import { createStubIndex } from './helpers/stub-index.js';
@@ -220,6 +222,13 @@ describe('allowed_hosts', () => {
       await folder.cleanup();
       await data.cleanup();
     }
+  });
+
+  it('includes the address a server without a token is bound to beyond loopback, and adds nothing for a wildcard or with a token', async () => {
+    const remote = { auth: { allow_remote_without_auth: true } };
+    assert.deepEqual((await securityFor(parseConfig({ ...remote, host: '192.168.1.20', allowed_hosts: ['docs.internal'] }), silentLogger)).allowedHosts, ['docs.internal', '192.168.1.20']);
+    assert.deepEqual((await securityFor(parseConfig({ ...remote, host: '0.0.0.0' }), silentLogger)).allowedHosts, []);
+    assert.deepEqual((await securityFor(parseConfig({ host: '192.168.1.20', auth: { tokens: ['origin-test-token-0123456789'] } }), silentLogger)).allowedHosts, []);
   });
 
   it('comes from --allowed-host on the command line', { timeout: 120_000 }, async () => {

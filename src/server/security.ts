@@ -107,7 +107,7 @@ class RateLimiter {
 }
 
 /** The name (lower-case, IPv6 without brackets) and port of a `Host` value; null when it is not one. */
-export function splitHostHeader(value: string): { name: string; port: string } | null {
+function splitHostHeader(value: string): { name: string; port: string } | null {
   const m = /^(?:\[([0-9a-f:.]+)\]|([^\s:@/\[\]]+))(?::(\d{1,5}))?$/i.exec(value.trim());
   if (!m) return null;
   return { name: (m[1] ?? m[2]!).toLowerCase(), port: m[3] ?? '' };
@@ -332,7 +332,12 @@ export async function securityFor(config: LivedexConfig, logger: Logger): Promis
       );
     }
     if (isLoopbackHost(config.host)) logger.info('no auth token configured: serving this machine only (loopback)', { host: config.host, allowed_hosts: config.allowed_hosts });
-    else logger.warn('no auth token configured and bound beyond loopback: the index is open to the network', { host: config.host, allowed_hosts: config.allowed_hosts });
+    else {
+      logger.warn('no auth token configured and bound beyond loopback: the index is open to the network', { host: config.host, allowed_hosts: config.allowed_hosts });
+      if (config.allowed_hosts.length === 0 && isWildcardHost(config.host)) {
+        logger.warn('requests naming this machine other than by a loopback name are refused (403) until allowed_hosts (--allowed-host) lists the names clients use', {});
+      }
+    }
     if (config.cors_origins.includes('*')) logger.warn('no auth token and cors_origins "*": pages of any web site can read the index through a visitor\'s browser', {});
   }
   // The address the server is bound to (beyond loopback, by choice) is a name it answers to.
