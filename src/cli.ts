@@ -94,10 +94,11 @@ interface SecurityFlags {
   authToken?: string;
   tokensFile?: string;
   corsOrigin?: string[];
+  allowedHost?: string[];
   allowRemoteWithoutAuth?: boolean;
 }
 
-/** `--auth-token` (or LIVEDEX_AUTH_TOKEN), `--tokens-file`, `--cors-origin`, `--allow-remote-without-auth` over the config. */
+/** `--auth-token` (or LIVEDEX_AUTH_TOKEN), `--tokens-file`, `--cors-origin`, `--allowed-host`, `--allow-remote-without-auth` over the config. */
 function withSecurityFlags(config: LivedexConfig, opts: SecurityFlags): LivedexConfig {
   if (opts.authToken !== undefined && opts.authToken.length < 16) {
     throw new LivedexError('config_error', '--auth-token (LIVEDEX_AUTH_TOKEN) must have at least 16 characters', { field: 'auth.tokens' });
@@ -111,6 +112,7 @@ function withSecurityFlags(config: LivedexConfig, opts: SecurityFlags): LivedexC
       ...(opts.allowRemoteWithoutAuth ? { allow_remote_without_auth: true } : {}),
     },
     ...(opts.corsOrigin ? { cors_origins: opts.corsOrigin } : {}),
+    ...(opts.allowedHost ? { allowed_hosts: [...config.allowed_hosts, ...opts.allowedHost] } : {}),
   };
 }
 
@@ -272,6 +274,7 @@ export function buildCli(): Command {
       .addOption(new Option('--auth-token <token>', 'a bearer token every request must carry (admin scope; /healthz and /readyz stay open)').env('LIVEDEX_AUTH_TOKEN'))
       .option('--tokens-file <file>', 'a YAML/JSON list of tokens with scopes: [{token, scope: read|admin, name}]')
       .option('--cors-origin <origin...>', 'origins a browser may call from (CORS is off without it)')
+      .option('--allowed-host <name...>', 'Host names served besides localhost/127.0.0.1/[::1] (a proxy\'s or the machine\'s name; without a token other names are refused)')
       .option('--allow-remote-without-auth', 'bind beyond loopback without a token (the index is then open to the network)'),
   )).action(async (args: string[], opts: CommonOptions & FolderOptions & LlmOptions & SourceFlags & SecurityFlags & { host: string; port: number; config?: string }, cmd: Command) => {
     let config: LivedexConfig;

@@ -39,7 +39,8 @@ function useServer(opts: { maxK?: number } = {}) {
     ctx.stub.failWith = undefined;
   });
   const call = async (method: string, path: string, body?: unknown): Promise<Reply> => {
-    const init: RequestInit = { method, redirect: 'manual' };
+    // A POST says its body is JSON even when it sends none, as every client does (anything else is a 415).
+    const init: RequestInit = { method, redirect: 'manual', ...(method === 'POST' ? { headers: { 'content-type': 'application/json' } } : {}) };
     if (body !== undefined) {
       init.body = typeof body === 'string' ? body : JSON.stringify(body);
       init.headers = { 'content-type': 'application/json' };

@@ -98,6 +98,16 @@ export const LimitsConfig = z.strictObject({
   max_concurrent: z.number().int().min(1).default(256).describe('requests handled at once; more get 429'),
   mcp_sessions: z.number().int().min(1).default(1000).describe('open MCP sessions at most; a new one ends the least recently used'),
   mcp_session_idle_s: z.number().min(1).default(1800).describe('an MCP session unused this long ends (its client opens a new one)'),
+  // Headers fit in one packet (Node caps them at 16 KB): 10 s is ample on any link, and ends a Slowloris connection 6× sooner than Node's 60 s.
+  header_timeout_ms: z.number().int().min(100).default(10_000).describe('a request whose headers have not all arrived by then is cut off (408)'),
+  // A body waiting to arrive holds no slot of max_concurrent, only a socket: 60 s lets a 32 MB push arrive at 4.5 Mbit/s.
+  body_timeout_ms: z.number().int().min(100).default(60_000).describe('a request (headers and body) not all arrived by then is cut off (408); it bounds header_timeout_ms too'),
+  max_response_bytes: z
+    .number()
+    .int()
+    .min(1024)
+    .default(32 * 1024 * 1024)
+    .describe('largest JSON answer of /v1/retrieve (hits past it are left out, best kept) and of the document listings (refused past it)'),
 });
 
 /** The splitter of parsers that name none (plain text, source code) when the config names none either. */
@@ -127,6 +137,14 @@ export const LivedexConfig = z.strictObject({
   auth: AuthConfig.prefault({}),
   /** Origins allowed to call from a browser; empty: CORS off. */
   cors_origins: z.array(z.string().min(1)).default([]),
+  /**
+   * Host names (`docs.internal`, or `docs.internal:8000` for one port) a server without a token
+   * answers besides loopback names; with a token, when given, only these and loopback names.
+   */
+  allowed_hosts: z
+    .array(z.string().min(1))
+    .default([])
+    .describe('Host header names served besides localhost, 127.0.0.1 and [::1] (needed without a token: it stops DNS rebinding)'),
   limits: LimitsConfig.prefault({}),
   retrieval: RetrievalConfig.default(RetrievalConfig.parse({})),
   text_index: TextIndexConfig.prefault({}),

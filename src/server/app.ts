@@ -13,6 +13,7 @@ import { createMetrics, mountMetrics } from './metrics.js';
 import { mountOpenApi } from './openapi.js';
 import { mountPush, type PushRouteOptions } from './push.js';
 import { readFields } from './request.js';
+import { DEFAULT_MAX_RESPONSE_BYTES, respondWithHits, respondWithListing } from './response.js';
 import { mountSecurity, type SecurityOptions } from './security.js';
 import { mountStatusPage } from './ui/page.js';
 import {
@@ -48,6 +49,8 @@ export interface AppOptions {
   signal?: AbortSignal;
   /** Serve Prometheus metrics at `/metrics` (behind the token like every route; default true). */
   metrics?: boolean;
+  /** Largest answer of `/v1/retrieve` (hits past it left out) and of the listings (refused past it); default 32 MiB. */
+  maxResponseBytes?: number;
 }
 
 /**
@@ -77,6 +80,7 @@ export function createApp(index: LiveIndexApi, opts: AppOptions = {}): Hono {
   const logger = opts.logger ?? silentLogger;
   const defaultK = opts.defaultK ?? DEFAULT_K;
   const retrieveSchema = retrieveRequestSchema({ maxK: opts.maxK ?? DEFAULT_MAX_K });
+  const maxResponseBytes = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
   const app = new Hono({ getPath: normalizedPath });
   const metrics = opts.metrics === false ? null : createMetrics(index);
   if (metrics) {
@@ -102,7 +106,7 @@ export function createApp(index: LiveIndexApi, opts: AppOptions = {}): Hono {
   app.on(['GET', 'POST'], '/v1/retrieve', async (c) => {
     const wire = parseWire(retrieveSchema, coerceWireValues(await readFields(c)));
     const hits = await index.retrieve(toRetrieveRequest(wire, { k: defaultK }));
-    return c.json(hits);
+    return respondWithHits(c, hits, maxResponseBytes);
   });
 
   app.on(['GET', 'POST'], '/v1/statistics', async (c) => {
@@ -112,7 +116,7 @@ export function createApp(index: LiveIndexApi, opts: AppOptions = {}): Hono {
 
   const listDocuments = async (c: Context) => {
     const wire = parseWire(ListDocumentsRequestSchema, coerceWireValues(await readFields(c)));
-    return c.json(await index.listDocuments(toListDocumentsRequest(wire)));
+    return respondWithListing(c, await index.listDocuments(toListDocumentsRequest(wire)), maxResponseBytes);
   };
   for (const route of LIST_DOCUMENTS_ROUTES) app.on(['GET', 'POST'], route, listDocuments);
 

@@ -11,7 +11,14 @@ export interface StartServerOptions {
   port: number;
   /** How long `close()` lets requests in flight finish before cutting them (default 1000 ms). */
   closeGraceMs?: number;
+  /** A request whose headers have not all arrived by then is cut off with 408 (default 10 s, `limits.header_timeout_ms`). */
+  headersTimeoutMs?: number;
+  /** A request (headers and body) not all arrived by then is cut off with 408 (default 60 s, `limits.body_timeout_ms`). */
+  requestTimeoutMs?: number;
 }
+
+const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 
 export interface RunningServer {
   /** Base URL to reach the server (a wildcard host is reported as loopback). */
@@ -36,7 +43,17 @@ function urlHost(host: string): string {
  * await server.close();
  */
 export async function startServer(app: Hono, opts: StartServerOptions): Promise<RunningServer> {
-  const server = createAdaptorServer({ fetch: app.fetch, hostname: opts.host, overrideGlobalObjects: false }) as Server;
+  const requestTimeout = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  // Node refuses a headers timeout longer than the request timeout; the request one bounds both anyway.
+  const headersTimeout = Math.min(opts.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS, requestTimeout);
+  const server = createAdaptorServer({
+    fetch: app.fetch,
+    hostname: opts.host,
+    overrideGlobalObjects: false,
+    // Node looks for late requests every `connectionsCheckingInterval` (30 s by default, which
+    // would let a slow body live up to 30 s past its timeout): a few times per timeout instead.
+    serverOptions: { headersTimeout, requestTimeout, connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))) },
+  }) as Server;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {
