@@ -128,6 +128,7 @@ describe('folder source (fs)', () => {
       debounce_ms: 50,
       follow_symlinks: false,
       exclude_dirs: [],
+      skipped_listed: 100,
     });
     assert.deepEqual(fsSourcePlugin.options.parse({ path: 'd', include: '*.md' }).include, ['*.md']);
     assert.throws(() => fsSourcePlugin.options.parse({}));
