@@ -102,6 +102,8 @@ async function unreadable(abs: string, stats: Stats): Promise<boolean> {
   );
 }
 
+/** Who the folder is: an inode number comes back at once for a directory removed and made again, its birth time does not. */
+const rootId = (st: Stats): string => `${st.dev}:${st.ino}:${st.birthtimeMs}`;
 const rootSignature = (state: RootState): string => ('problem' in state ? state.problem : `${state.id}@${state.real}`);
 
 function versionOf(stats: Stats): string {
@@ -143,7 +145,7 @@ export class FolderSource implements Source {
   #ctx: SourceContext | null = null;
   #log: Logger | null = null;
   #watcher: FSWatcher | null = null;
-  /** `dev:ino` of the directory the watcher follows; null while there is none. */
+  /** Identity (`rootId`) of the directory the watcher follows; null while there is none. */
   #watchedId: string | null = null;
   /** What the last look at the folder itself saw: a check reconciles only when it changed. */
   #rootSeen = '';
@@ -212,7 +214,7 @@ export class FolderSource implements Source {
       if (!st.isDirectory()) throw new Error('not a directory');
       this.#rootReal = await fsp.realpath(this.#root);
       this.#rootThroughLink = this.#rootReal !== this.#root;
-      this.#watchedId = `${st.dev}:${st.ino}`;
+      this.#watchedId = rootId(st);
       this.#rootSeen = rootSignature({ id: this.#watchedId, real: this.#rootReal });
     } catch (err) {
       this.#ctx = null;
@@ -296,7 +298,7 @@ export class FolderSource implements Source {
       // Given as a plain directory, it became a link: following it would read wherever it points.
       return { problem: `folder not reachable: ${this.#opts.path} now leads to ${real} through a symbolic link, which is not followed (restart livedex to index it there)` };
     }
-    return { id: `${st.dev}:${st.ino}`, real };
+    return { id: rootId(st), real };
   }
 
   /** Looks at the folder itself; when it vanished, came back or changed, reconciles (which watches it again). */
@@ -740,8 +742,12 @@ export class FolderSource implements Source {
       if (this.#watcher !== watcher) return;
       this.#realCache.clear();
       const abs = ours(p);
-      // The folder itself went: look at once whether it is back (then it is watched again).
-      if (abs === this.#root) void this.#checkRoot();
+      // The folder itself went: this watcher is dead whatever comes back there; look at once.
+      if (abs === this.#root) {
+        this.#watchedId = null;
+        this.#rootSeen = '';
+        void this.#checkRoot();
+      }
       this.#touchKnownUnder(abs);
     });
     watcher.on('addDir', (p) => this.#scheduleRescan(ours(p)));
