@@ -11,6 +11,8 @@ export interface Boundary {
   followLinks: boolean;
   /** Real paths of directories inside the folder that are never read (the data directory). */
   excluded: readonly string[];
+  /** False: resolve the path again and compare inodes, as on a system without `/proc` (default true). */
+  procFd?: boolean;
 }
 
 /**
@@ -57,12 +59,15 @@ async function openedPath(fd: number): Promise<string | null> {
 
 /**
  * Without `/proc`: resolve the path again and make sure it names the very file that was opened
- * (same device and inode); a swap between the open and this check then shows as a mismatch.
+ * (same device and inode), the same path before and after that comparison. Path calls can be
+ * redirected one by one, so this narrows the window of a swap without closing it: where Node
+ * has no `openat`, only the kernel's own name for the descriptor (above) is airtight.
  */
 async function resolvedIfSame(abs: string, opened: Stats): Promise<string | null> {
   const real = await fsp.realpath(abs);
-  const st = await fsp.stat(real);
-  return st.dev === opened.dev && st.ino === opened.ino ? real : null;
+  const st = await fsp.lstat(real);
+  if (st.dev !== opened.dev || st.ino !== opened.ino) return null;
+  return (await fsp.realpath(abs)) === real ? real : null;
 }
 
 /**
@@ -95,7 +100,7 @@ export async function readInside(abs: string, expected: string, boundary: Bounda
   try {
     const st = await handle.stat();
     if (!st.isFile()) throw Object.assign(new Error(`${abs} is no longer a regular file`), { code: 'ENOENT' });
-    const real = (await openedPath(handle.fd)) ?? (await resolvedIfSame(abs, st));
+    const real = (boundary.procFd === false ? null : await openedPath(handle.fd)) ?? (await resolvedIfSame(abs, st));
     if (real === null) throw new RefusedPathError(abs, null, 'changed while it was opened');
     const refused = refusal(abs, real, expected, boundary);
     if (refused) throw refused;
