@@ -10,9 +10,9 @@ import { mkdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { silentLogger } from '../src/core/log.js';
-import type { Change, SourceContext, SourceDocument } from '../src/core/types.js';
+import type { Change, SourceContext, SourceDocument, SourceStatus } from '../src/core/types.js';
 import { FolderSource } from '../src/sources/fs/index.js';
-import { post, retrieve, startServer, tempDir, waitFor, type TestServer } from './helpers/livedex.js';
+import { get, post, retrieve, startServer, tempDir, waitFor, type TestServer } from './helpers/livedex.js';
 
 type Listed = Array<Record<string, unknown> & { path?: string }>;
 
@@ -58,6 +58,17 @@ describe('folder source safety, served', () => {
     assert.ok(listed.every((p) => p.startsWith(docs + '/')), listed.join(', '));
     assert.ok(!listed.some((p) => /file-out|dir-out|pipe|sock/.test(p)), listed.join(', '));
     assert.equal((await retrieve(server.url, { query: 'secretword', k: 5, mode: 'bm25' })).length, 0);
+  });
+
+  it('lists the links leading out of the folder in its status, with the reason', async () => {
+    const status = await get<{ sources: SourceStatus[] }>(server.url, '/v1/status');
+    const skipped = status.body.sources[0]!.skipped;
+    assert.ok(skipped, JSON.stringify(status.body.sources[0]));
+    const byPath = new Map(skipped.paths.map((p) => [p.path, p.reason]));
+    assert.equal(byPath.get(join(docs, 'file-out.md')), 'symlink leads outside the folder');
+    assert.equal(byPath.get(join(docs, 'dir-out')), 'symlink leads outside the folder');
+    assert.ok(![...byPath.keys()].some((p) => /pipe|sock|loop/.test(p)), [...byPath.keys()].join(', '));
+    assert.equal(skipped.count, skipped.paths.length);
   });
 
   it('a file swapped for a link out of the folder is dropped, not followed', async () => {

@@ -128,6 +128,7 @@ describe('folder source (fs)', () => {
       debounce_ms: 50,
       follow_symlinks: false,
       exclude_dirs: [],
+      skipped_listed: 100,
     });
     assert.deepEqual(fsSourcePlugin.options.parse({ path: 'd', include: '*.md' }).include, ['*.md']);
     assert.throws(() => fsSourcePlugin.options.parse({}));
@@ -390,6 +391,70 @@ describe('folder source (fs)', () => {
     } finally {
       await chmod(path.join(dir, 'locked'), 0o755);
     }
+  });
+
+  it('lists in its health the directories and files it cannot read, with "permission denied", and keeps their documents', { skip: process.getuid?.() === 0 ? 'root reads everything' : false }, async () => {
+    const dir = await folder({ 'open/a.md': 'a', 'locked/b.md': 'b', 'private.md': 'p' });
+    const { source, ctx } = await started({ path: dir });
+    await chmod(path.join(dir, 'locked'), 0o000);
+    await chmod(path.join(dir, 'private.md'), 0o200);
+    try {
+      await utimes(path.join(dir, 'private.md'), new Date(), new Date(Date.now() + 5000)); // a new version nobody may read
+      ctx.clear();
+      await source.reconcile();
+      assert.deepEqual(ctx.changes, [], 'nothing unreadable is taken for deleted or changed');
+      const health = ctx.health.at(-1)!;
+      assert.equal(health.state, 'idle');
+      assert.equal(health.skipped?.count, 2);
+      assert.deepEqual([...health.skipped!.paths].sort((a, b) => a.path.localeCompare(b.path)), [
+        { path: `${dir}/locked`, reason: 'permission denied' },
+        { path: `${dir}/private.md`, reason: 'permission denied' },
+      ]);
+    } finally {
+      await chmod(path.join(dir, 'locked'), 0o755);
+      await chmod(path.join(dir, 'private.md'), 0o644);
+    }
+    await source.reconcile();
+    assert.equal(ctx.health.at(-1)!.skipped, undefined);
+    assert.deepEqual(upserts(ctx.changes), [`${dir}/private.md`]);
+  });
+
+  it('lists at most skipped_listed paths in its health, counts them all, and warns once per listed path', async () => {
+    const dir = await folder({ 'fine.md': 'f' });
+    for (let i = 0; i < 25; i++) await writeFile(Buffer.concat([Buffer.from(`${dir}/bad-${String(i).padStart(2, '0')}-`), Buffer.from([0xff, 0xfe]), Buffer.from('.md')]), 'x');
+    const { source, ctx } = await started({ path: dir, skipped_listed: 10 });
+    const skipped = ctx.health.at(-1)!.skipped!;
+    assert.equal(skipped.count, 25);
+    assert.equal(skipped.paths.length, 10);
+    assert.ok(skipped.paths.every((p) => /\/bad-\d\d-\\xFF\\xFE\.md$/.test(p.path) && p.reason === 'file name is not valid UTF-8'), JSON.stringify(skipped.paths));
+    assert.deepEqual(upserts(ctx.changes), [`${dir}/fine.md`]);
+    const warned = (): number => ctx.warnings.filter((w) => w === 'skipped: file name is not valid UTF-8').length;
+    assert.equal(warned(), 10);
+    assert.equal(ctx.warnings.filter((w) => /more paths skipped/.test(w)).length, 1);
+    await source.reconcile();
+    await source.reconcile();
+    assert.equal(warned(), 10, 'the same bad names are not warned about again');
+    assert.equal(ctx.warnings.filter((w) => /more paths skipped/.test(w)).length, 1);
+    assert.equal(ctx.health.at(-1)!.skipped!.count, 25);
+  });
+
+  it('a folder replaced by a file is an error in its health (never idle) and deletes nothing by listing', async () => {
+    const dir = await folder({ 'kept.md': 'k' });
+    const { source, ctx } = await started({ path: dir });
+    await source.stop(); // no watcher: only what the reconcile decides
+    const again = await started({ path: dir }, new Recorder(ctx.versions));
+    await rm(dir, { recursive: true });
+    await writeFile(dir, 'not a folder');
+    again.ctx.clear();
+    await again.source.reconcile();
+    assert.equal(again.ctx.health.at(-1)!.state, 'error');
+    assert.match(String(again.ctx.health.at(-1)!.error), /no longer a directory/);
+    assert.deepEqual(deletes(again.ctx.changes), []);
+    await rm(dir);
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'kept.md'), 'k, back');
+    await again.source.reconcile();
+    assert.deepEqual(again.ctx.health.at(-1), { state: 'idle' });
   });
 
   it('treats a file that vanished after listing as gone: read() rejects, nothing crashes', async () => {

@@ -53,6 +53,7 @@ describe('status page in headless Chromium', { skip: missing ?? false }, () => {
     await writeFile(join(folder.path, 'broken.pdf'), Buffer.from('%PDF-1.7\n\u0000\u0001garbage bytes, not a pdf at all\u00ff\u00fe', 'latin1'));
     await writeFile(join(folder.path, HOSTILE), '# Hostile\n\nA lantern note with <script>window.__pwned=2</script> markup in its text.\n');
     // Enough documents for a second page (25 a page).
+    await writeFile(Buffer.concat([Buffer.from(join(folder.path, 'bad-')), Buffer.from([0xff]), Buffer.from('.md')]), 'a name that is not UTF-8');
     await mkdir(join(folder.path, 'many'));
     for (let i = 0; i < 26; i++) await writeFile(join(folder.path, 'many', `note-${String(i).padStart(2, '0')}.txt`), `Filler note number ${i} about tides and ropes.\n`);
     server = await startServer(folder.path, { dataDir: data.path, config: { auth: { tokens: [TOKEN] } } });
@@ -130,6 +131,7 @@ describe('status page in headless Chromium', { skip: missing ?? false }, () => {
     const source = page.locator('#sources-body tr');
     assert.equal(await source.count(), 1);
     assert.equal(await source.locator('td').nth(1).textContent(), 'idle');
+    assert.match(await source.locator('td').nth(5).textContent() ?? '', /bad-\\\\xFF\.md.*file name is not valid UTF-8/);
     assert.equal(await page.locator('#ready').textContent(), 'ready');
   });
 

@@ -415,6 +415,8 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
       error: failed ? (health.error ?? 'unknown error') : null,
       last_sync_at: health.last_sync_at ?? (health.state === 'idle' ? Math.floor(Date.now() / 1000) : prev.last_sync_at),
       failures: failed ? prev.failures + 1 : 0,
+      // Each report carries the whole list of skipped paths: one without it means there are none.
+      ...(health.skipped && health.skipped.count > 0 ? { skipped: health.skipped } : {}),
     });
   }
 

@@ -64,6 +64,21 @@ export interface SourceHealth {
   error?: string | null;
   /** Unix seconds of the last sync that succeeded. */
   last_sync_at?: number | null;
+  /** Paths the source found but could not index, with why: the first few, and how many in all. Absent when none. */
+  skipped?: SkippedPaths;
+}
+
+/** A bounded report of the paths a source skipped: `paths` lists at most a configured number, `count` counts them all. */
+export interface SkippedPaths {
+  count: number;
+  paths: SkippedPath[];
+}
+
+/** A path a source found but could not index (unreadable, a name that is not valid UTF-8, leading outside the source). */
+export interface SkippedPath {
+  /** The path as a document key would spell it (bytes that are not valid UTF-8 written `\xFF`). */
+  path: string;
+  reason: string;
 }
 
 /** A source in `status()`: its id, its reported health and its stored cursor. */

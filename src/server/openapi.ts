@@ -44,6 +44,10 @@ export const StatusSchema = z.object({
       error: z.string().nullable(),
       last_sync_at: z.number().nullable().describe('Unix seconds.'),
       failures: z.number().int().describe('Failures in a row.'),
+      skipped: z
+        .object({ count: z.number().int(), paths: z.array(z.object({ path: z.string(), reason: z.string() })) })
+        .optional()
+        .describe('Paths the source found but could not index, with why: the first few (`paths`) and how many in all (`count`).'),
     }),
   ),
 });

@@ -1,5 +1,6 @@
 /** @module sources/fs — the folder source: a reconciled listing of a directory tree, kept live by a watcher. */
-import { constants as fsConstants, promises as fsp, realpathSync, type Stats } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
+import { constants as fsConstants, promises as fsp, realpathSync, type Dirent, type Stats } from 'node:fs';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import picomatch from 'picomatch';
@@ -9,6 +10,8 @@ import { definePlugin } from '../../core/registry.js';
 import type { Change, Logger, Source, SourceContext, SourceDocument } from '../../core/types.js';
 import { mapLimited } from '../../core/concurrency.js';
 import { isNamedKey } from '../naming.js';
+import { RefusedPathError, isInside, readInside, type Boundary } from './open-inside.js';
+import { SKIP_REASONS, SkipList, printableName, skipReasonOf } from './skipped.js';
 
 const globs = z.union([z.string().min(1).transform((s) => [s]), z.array(z.string().min(1))]);
 
@@ -27,6 +30,8 @@ export const fsSourceOptionsSchema = z.strictObject({
   follow_symlinks: z.boolean().default(false),
   /** Directories never entered (the pipeline passes its data directory when it lies inside the folder). */
   exclude_dirs: z.array(z.string().min(1)).default([]),
+  /** How many skipped or unreadable paths the source's status lists with their reasons (all of them are counted). */
+  skipped_listed: z.number().int().min(0).max(10_000).default(100),
 });
 
 /** Options as written in a config file (defaults not yet applied). */
@@ -41,6 +46,12 @@ const TEMP_FILE =
 const BATCH = 256;
 /** Parallel `stat` calls while listing or checking paths. */
 const STAT_CONCURRENCY = 32;
+/**
+ * How often the folder itself is looked at (one `stat`): a folder removed and created again, or
+ * replaced by a file, leaves the watcher on a directory that is gone, and this finds it within
+ * a second instead of at the next reconcile.
+ */
+const ROOT_CHECK_MS = 500;
 
 interface Listed {
   abs: string;
@@ -52,7 +63,17 @@ interface Listing {
   files: Map<string, Listed>;
   /** Absolute paths (directories or files) that failed with something other than "not found". */
   unsure: string[];
+  /** Where a path that will not be indexed goes, with why (keyed like a document). */
+  skip: (key: string, reason: string) => void;
+  /** Why the folder itself could not be listed. */
+  rootError?: string;
 }
+
+/** What is at the folder's path: a directory (its identity and real path), or why not. */
+type RootState = { id: string; real: string } | { problem: string };
+
+/** A candidate file as it is now: its stats, gone (or not a document), or unknown (it could not be looked at). */
+type FileState = Stats | 'gone' | 'unsure';
 
 type GlobMatcher = (rel: string) => boolean;
 
@@ -72,6 +93,19 @@ const isMissing = (err: unknown): boolean => {
   return code === 'ENOENT' || code === 'ENOTDIR';
 };
 
+/** Only a file whose mode bits deny someone reading is asked about (most files cost no extra call). */
+async function unreadable(abs: string, stats: Stats): Promise<boolean> {
+  if ((stats.mode & 0o444) === 0o444) return false;
+  return fsp.access(abs, fsConstants.R_OK).then(
+    () => false,
+    () => true,
+  );
+}
+
+/** Who the folder is: an inode number comes back at once for a directory removed and made again, its birth time does not. */
+const rootId = (st: Stats): string => `${st.dev}:${st.ino}:${st.birthtimeMs}`;
+const rootSignature = (state: RootState): string => ('problem' in state ? state.problem : `${state.id}@${state.real}`);
+
 function versionOf(stats: Stats): string {
   return `${Math.trunc(stats.mtimeMs)}:${stats.size}`;
 }
@@ -79,7 +113,10 @@ function versionOf(stats: Stats): string {
 /**
  * Indexes a folder: the first reconcile lists it and emits what changed since the store last
  * saw it; a chokidar watcher then follows it (debounced per path, stat at emit time) and a
- * periodic reconcile heals whatever the watcher missed.
+ * periodic reconcile heals whatever the watcher missed. A file is read only if the file opened
+ * lies inside the folder (see `readInside`); the folder itself is looked at twice a second, and
+ * a folder removed and created again is watched again. What could not be indexed (unreadable,
+ * a name that is not UTF-8, a path leading out) is reported in the source's health.
  *
  * @example
  * const source = new FolderSource({ path: './docs', include: ['*.md', '*.pdf'] });
@@ -93,6 +130,10 @@ export class FolderSource implements Source {
   readonly #prefix: string;
   readonly #root: string;
   #rootReal = '';
+  /** The folder as given resolved through a link: it then goes wherever that link points later. */
+  #rootThroughLink = false;
+  /** Real paths of the excluded directories: a followed link must not lead into them. */
+  #excludedReal: string[] = [];
   readonly #excludeDirs: string[];
   readonly #include: GlobMatcher | null;
   readonly #exclude: GlobMatcher | null;
@@ -104,15 +145,28 @@ export class FolderSource implements Source {
   #ctx: SourceContext | null = null;
   #log: Logger | null = null;
   #watcher: FSWatcher | null = null;
+  /** Identity (`rootId`) of the directory the watcher follows; null while there is none. */
+  #watchedId: string | null = null;
+  /** What the last look at the folder itself saw: a check reconciles only when it changed. */
+  #rootSeen = '';
+  #rootTimer: NodeJS.Timeout | null = null;
+  #checkingRoot = false;
+  /** Aborted by `stop`, so that nothing waits for a watcher that was closed. */
+  readonly #halt = new AbortController();
   /** A path under the folder as given → the same path as the watcher knows it. */
   #watchedPath: (abs: string) => string = (abs) => abs;
   #interval: NodeJS.Timeout | null = null;
   readonly #timers = new Map<string, NodeJS.Timeout>();
   readonly #rescans = new Map<string, NodeJS.Timeout>();
+  /** Directories where the watcher saw a name that is not UTF-8, to be listed as bytes. */
+  readonly #nameChecks = new Map<string, NodeJS.Timeout>();
   /** Real paths of directories, for the watcher's loop check (only with `follow_symlinks`). */
   readonly #realCache = new Map<string, string>();
   readonly #dirty = new Set<string>();
-  readonly #warnedLinks = new Set<string>();
+  /** What could not be indexed, and why: replaced by each reconcile, kept up to date between them. */
+  #skipped: SkipList;
+  #state: 'idle' | 'error' | null = null;
+  #lastSyncAt: number | null = null;
   /** What this source believes the store knows: key → version (seeded by each reconcile). */
   readonly #known = new Map<string, string>();
   /** Serializes reconciles and watcher flushes so that they never interleave their emits. */
@@ -140,6 +194,7 @@ export class FolderSource implements Source {
       p.split('/').filter((s) => s.startsWith('.') && s !== '.' && s !== '..'),
     );
     this.#dotDirs = dotSegments.length > 0 ? picomatch(dotSegments, { dot: true }) : null;
+    this.#skipped = new SkipList(this.#opts.skipped_listed);
   }
 
   owns(key: string): boolean {
@@ -158,6 +213,9 @@ export class FolderSource implements Source {
       const st = await fsp.stat(this.#root);
       if (!st.isDirectory()) throw new Error('not a directory');
       this.#rootReal = await fsp.realpath(this.#root);
+      this.#rootThroughLink = this.#rootReal !== this.#root;
+      this.#watchedId = rootId(st);
+      this.#rootSeen = rootSignature({ id: this.#watchedId, real: this.#rootReal });
     } catch (err) {
       this.#ctx = null;
       throw new LivedexError('config_error', `folder source: ${this.#opts.path} is not a readable directory`, {
@@ -165,6 +223,7 @@ export class FolderSource implements Source {
         cause: err,
       });
     }
+    this.#excludedReal = await Promise.all(this.#excludeDirs.map((d) => fsp.realpath(d).catch(() => d)));
     this.#onAbort = () => void this.stop();
     if (ctx.signal.aborted) return this.stop();
     ctx.signal.addEventListener('abort', this.#onAbort, { once: true });
@@ -186,6 +245,10 @@ export class FolderSource implements Source {
       }, this.#opts.reconcile_interval_s * 1000);
       this.#interval.unref();
     }
+    if (!this.#stopped) {
+      this.#rootTimer = setInterval(() => void this.#checkRoot(), ROOT_CHECK_MS);
+      this.#rootTimer.unref();
+    }
   }
 
   /** Lists the folder and emits the differences with the store; coalesces concurrent calls. */
@@ -204,16 +267,87 @@ export class FolderSource implements Source {
   async stop(): Promise<void> {
     if (this.#stopped) return this.#chain;
     this.#stopped = true;
+    this.#halt.abort();
     if (this.#onAbort) this.#ctx?.signal.removeEventListener('abort', this.#onAbort);
     if (this.#interval) clearInterval(this.#interval);
     this.#interval = null;
-    for (const t of [...this.#timers.values(), ...this.#rescans.values()]) clearTimeout(t);
+    if (this.#rootTimer) clearInterval(this.#rootTimer);
+    this.#rootTimer = null;
+    for (const t of [...this.#timers.values(), ...this.#rescans.values(), ...this.#nameChecks.values()]) clearTimeout(t);
     this.#timers.clear();
     this.#rescans.clear();
+    this.#nameChecks.clear();
+    await this.#closeWatcher();
+    await this.#chain;
+  }
+
+  // ───────────── the folder itself ─────────────
+
+  /** What is at the folder's path now. */
+  async #rootState(): Promise<RootState> {
+    let st: Stats;
+    let real: string;
+    try {
+      st = await fsp.stat(this.#root);
+      if (!st.isDirectory()) return { problem: `folder not reachable: ${this.#opts.path} is no longer a directory` };
+      real = await fsp.realpath(this.#root);
+    } catch (err) {
+      return { problem: `folder not reachable: ${describeError(err)}` };
+    }
+    if (real !== this.#rootReal && !this.#rootThroughLink) {
+      // Given as a plain directory, it became a link: following it would read wherever it points.
+      return { problem: `folder not reachable: ${this.#opts.path} now leads to ${real} through a symbolic link, which is not followed (restart livedex to index it there)` };
+    }
+    return { id: rootId(st), real };
+  }
+
+  /** Looks at the folder itself; when it vanished, came back or changed, reconciles (which watches it again). */
+  async #checkRoot(): Promise<void> {
+    if (this.#stopped || this.#checkingRoot || !this.#ready) return;
+    this.#checkingRoot = true;
+    try {
+      if (rootSignature(await this.#rootState()) !== this.#rootSeen && !this.#stopped) await this.reconcile();
+    } catch (err) {
+      this.#log?.warn('folder reconcile failed', { source: this.id, error: describeError(err) });
+    } finally {
+      this.#checkingRoot = false;
+    }
+  }
+
+  async #closeWatcher(): Promise<void> {
     const watcher = this.#watcher;
     this.#watcher = null;
+    this.#watchedId = null;
+    this.#realCache.clear();
     await watcher?.close().catch((err: unknown) => this.#log?.warn('closing the folder watcher failed', { error: describeError(err) }));
-    await this.#chain;
+  }
+
+  // ───────────── health ─────────────
+
+  /** Tells the index how the source is doing, with what it skipped. */
+  #report(state: 'idle' | 'error', error?: string): void {
+    this.#state = state;
+    if (state === 'idle') this.#lastSyncAt = Math.floor(Date.now() / 1000);
+    const skipped = this.#skipped.toHealth();
+    this.#ctx?.reportHealth({ state, ...(error !== undefined ? { error } : {}), ...(skipped ? { skipped } : {}) });
+  }
+
+  /** The skipped paths changed between reconciles: the same state, with the new list. */
+  #reportSkipped(): void {
+    if (this.#state !== 'idle' || this.#stopped) return;
+    const skipped = this.#skipped.toHealth();
+    this.#ctx?.reportHealth({ state: 'idle', last_sync_at: this.#lastSyncAt, ...(skipped ? { skipped } : {}) });
+  }
+
+  /** A path found between reconciles that will not be indexed: warned about once, reported. */
+  #noteSkip(key: string, reason: string): void {
+    if (!this.#skipped.note(key, reason)) return;
+    this.#log?.warn(`skipped: ${reason}`, { source: this.id, path: key });
+    this.#reportSkipped();
+  }
+
+  #clearSkip(key: string): void {
+    if (this.#skipped.clear(key)) this.#reportSkipped();
   }
 
   // ───────────── listing ─────────────
@@ -227,16 +361,28 @@ export class FolderSource implements Source {
   async #reconcileNow(): Promise<void> {
     const ctx = this.#ctx;
     if (!ctx) return;
-    try {
-      await fsp.stat(this.#root);
-    } catch (err) {
+    const root = await this.#rootState();
+    this.#rootSeen = rootSignature(root);
+    if ('problem' in root) {
       // A vanished or unmounted root must not wipe the index; the watcher reports real deletions.
-      ctx.logger.warn('folder is not reachable; reconcile skipped', { source: this.id, error: describeError(err) });
-      ctx.reportHealth({ state: 'error', error: `folder not reachable: ${describeError(err)}` });
+      // Its watches are on a directory that is gone: drop them; the folder's return re-arms it.
+      await this.#closeWatcher();
+      ctx.logger.warn('folder is not reachable; reconcile skipped', { source: this.id, error: root.problem });
+      this.#report('error', root.problem);
       return;
     }
+    if (root.id !== this.#watchedId || root.real !== this.#rootReal) {
+      // Created again (or its link points elsewhere): a fresh watcher, then the listing below.
+      await this.#closeWatcher();
+      this.#rootReal = root.real;
+      await this.#startWatcher();
+      if (this.#stopped) return;
+      this.#watchedId = root.id;
+      ctx.logger.info('folder is back; watching it again', { source: this.id });
+    }
     const started = Date.now();
-    const listing: Listing = { files: new Map(), unsure: [] };
+    const skipped = new SkipList(this.#opts.skipped_listed);
+    const listing: Listing = { files: new Map(), unsure: [], skip: (key, reason) => skipped.add(key, reason) };
     await this.#walk(this.#root, [this.#rootReal], listing);
     if (this.#stopped) return;
     const listed = listing.files;
@@ -258,30 +404,50 @@ export class FolderSource implements Source {
         paths: listing.unsure.slice(0, 10),
       });
     }
+    this.#warnNewSkips(skipped);
+    this.#skipped = skipped;
 
     this.#known.clear();
     for (const [key, version] of known) this.#known.set(key, version);
     await this.#emit(changes);
-    ctx.reportHealth({ state: 'idle' });
+    if (listing.rootError !== undefined) this.#report('error', `folder cannot be listed: ${listing.rootError}`);
+    else this.#report('idle');
     ctx.logger.debug('folder reconciled', {
       source: this.id,
       files: listed.size,
       upserts: changes.filter((c) => c.kind === 'upsert').length,
       deletes: changes.filter((c) => c.kind === 'delete').length,
+      skipped: skipped.count,
       ms: Date.now() - started,
     });
+  }
+
+  /** One warning per path a listing skipped that the last one had not (and one for the ones beyond the list). */
+  #warnNewSkips(fresh: SkipList): void {
+    const report = fresh.toHealth();
+    if (!report) return;
+    for (const { path: key, reason } of report.paths) {
+      if (!this.#skipped.has(key)) this.#log?.warn(`skipped: ${reason}`, { source: this.id, path: key });
+    }
+    const unlisted = report.count - report.paths.length;
+    if (unlisted > 0 && report.count !== this.#skipped.count) {
+      this.#log?.warn('more paths skipped than status lists', { source: this.id, count: report.count, listed: report.paths.length, hint: 'raise skipped_listed to see more' });
+    }
   }
 
   /** Walks `dir` into `out`; `ancestors` holds real paths on the way down, so links never loop. */
   async #walk(dir: string, ancestors: string[], out: Listing): Promise<void> {
     if (this.#stopped) return;
-    let entries: import('node:fs').Dirent[];
+    let entries: Dirent<Buffer>[];
     try {
-      entries = await fsp.readdir(dir, { withFileTypes: true });
+      // Names as bytes: a name that is not UTF-8 would otherwise come back mangled (and never open).
+      entries = await fsp.readdir(dir, { withFileTypes: true, encoding: 'buffer' });
     } catch (err) {
       if (!isMissing(err)) {
         this.#log?.warn('cannot list directory', { dir, error: describeError(err) });
         out.unsure.push(dir);
+        if (dir === this.#root) out.rootError = skipReasonOf(err);
+        else out.skip(this.#keyOf(dir), skipReasonOf(err));
       }
       return;
     }
@@ -289,25 +455,38 @@ export class FolderSource implements Source {
     const dirs: string[] = [];
     const links: string[] = [];
     for (const entry of entries) {
-      const abs = path.join(dir, entry.name);
+      const abs = path.join(dir, entry.name.toString('utf8'));
+      const valid = isUtf8(entry.name);
       if (entry.isDirectory()) {
-        if (this.#enterable(abs)) dirs.push(abs);
+        if (!this.#enterable(abs)) continue;
+        if (valid) dirs.push(abs);
+        else out.skip(this.#keyOfName(dir, entry.name), SKIP_REASONS.invalidDirName);
       } else if (entry.isFile()) {
-        if (this.#wanted(abs)) files.push(abs);
+        if (!this.#wanted(abs)) continue;
+        if (valid) files.push(abs);
+        else out.skip(this.#keyOfName(dir, entry.name), SKIP_REASONS.invalidFileName);
       } else if (entry.isSymbolicLink() && this.#opts.follow_symlinks) {
-        links.push(abs);
+        if (valid) links.push(abs);
+        else if (this.#wanted(abs)) out.skip(this.#keyOfName(dir, entry.name), SKIP_REASONS.invalidFileName);
       } // sockets, FIFOs, devices, unfollowed links: never documents
     }
-    const stats = await mapLimited(files, STAT_CONCURRENCY, (abs) => this.#statFile(abs, false, out.unsure));
+    const stats = await mapLimited(files, STAT_CONCURRENCY, (abs) => this.#statFile(abs, false, out.skip));
     files.forEach((abs, i) => {
       const st = stats[i];
-      if (st) out.files.set(this.#keyOf(abs), { abs, stats: st });
+      if (st === 'unsure') out.unsure.push(abs);
+      else if (st && st !== 'gone') out.files.set(this.#keyOf(abs), { abs, stats: st });
     });
     for (const abs of links) {
-      const target = await this.#resolveLink(abs);
+      const target = await this.#resolveLink(abs, out.skip);
       if (!target) continue;
       if (target.stats.isFile()) {
-        if (this.#wanted(abs)) out.files.set(this.#keyOf(abs), { abs, stats: target.stats });
+        if (!this.#wanted(abs)) continue;
+        if (await unreadable(target.real, target.stats)) {
+          out.unsure.push(abs);
+          out.skip(this.#keyOf(abs), SKIP_REASONS.permissionDenied);
+        } else {
+          out.files.set(this.#keyOf(abs), { abs, stats: target.stats });
+        }
       } else if (target.stats.isDirectory() && this.#enterable(abs)) {
         if (ancestors.some((a) => a === target.real || a.startsWith(target.real + path.sep))) {
           this.#log?.debug('symlink loop skipped', { path: abs });
@@ -322,43 +501,69 @@ export class FolderSource implements Source {
     }
   }
 
-  /** Follows a link; null when it dangles or leaves the folder. */
-  async #resolveLink(abs: string): Promise<{ real: string; stats: Stats } | null> {
+  /** Follows a link; null when it dangles, leaves the folder or leads into an excluded directory (`skip` says which). */
+  async #resolveLink(abs: string, skip: Listing['skip']): Promise<{ real: string; stats: Stats } | null> {
     try {
       const real = await fsp.realpath(abs);
-      if (real !== this.#rootReal && !real.startsWith(this.#rootReal + path.sep)) {
-        if (!this.#warnedLinks.has(abs) && this.#warnedLinks.size < 1000) {
-          this.#warnedLinks.add(abs);
-          this.#log?.warn('symlink leads outside the folder; skipped', { path: abs, target: real });
-        }
+      if (!isInside(real, this.#rootReal)) {
+        skip(this.#keyOf(abs), SKIP_REASONS.linkOutside);
+        return null;
+      }
+      if (this.#excludedReal.some((d) => isInside(real, d))) {
+        skip(this.#keyOf(abs), SKIP_REASONS.opensExcluded);
         return null;
       }
       return { real, stats: await fsp.stat(real) };
     } catch (err) {
-      if (!isMissing(err)) this.#log?.warn('cannot follow symlink', { path: abs, error: describeError(err) });
+      if (!isMissing(err)) {
+        this.#log?.warn('cannot follow symlink', { path: abs, error: describeError(err) });
+        skip(this.#keyOf(abs), skipReasonOf(err));
+      }
       return null;
     }
   }
 
   /**
-   * Stats a candidate file; null when it is gone, not a regular file, or an unfollowed link.
+   * Looks at a candidate file: gone when it is not there, not a regular file, or an unfollowed
+   * link; unsure when it cannot be stat'ed or read (then `skip` says why, and it is kept as it was).
    * `fromEvent`: the path came from the watcher, which may reach it through a followed link,
    * so with `follow_symlinks` its real path must still lie inside the folder.
    */
-  async #statFile(abs: string, fromEvent: boolean, unsure?: string[]): Promise<Stats | null> {
+  async #statFile(abs: string, fromEvent: boolean, skip: Listing['skip']): Promise<FileState> {
     try {
+      let st: Stats;
+      let real = abs;
       if (fromEvent && this.#opts.follow_symlinks) {
-        const target = await this.#resolveLink(abs);
-        return target?.stats.isFile() ? target.stats : null;
+        const target = await this.#resolveLink(abs, skip);
+        if (!target?.stats.isFile()) return 'gone';
+        ({ stats: st, real } = target);
+      } else {
+        st = await fsp.lstat(abs);
+        if (!st.isFile()) return 'gone';
       }
-      const st = await fsp.lstat(abs);
-      return st.isFile() ? st : null;
+      if (await unreadable(real, st)) {
+        skip(this.#keyOf(abs), SKIP_REASONS.permissionDenied);
+        return 'unsure';
+      }
+      return st;
     } catch (err) {
-      if (!isMissing(err)) {
-        this.#log?.warn('cannot stat file', { path: abs, error: describeError(err) });
-        unsure?.push(abs);
+      if (isMissing(err)) return 'gone';
+      this.#log?.warn('cannot stat file', { path: abs, error: describeError(err) });
+      skip(this.#keyOf(abs), skipReasonOf(err));
+      return 'unsure';
+    }
+  }
+
+  /** Reports the names in `dir` that are not valid UTF-8 (the watcher only ever sees them mangled). */
+  async #checkNames(dir: string): Promise<void> {
+    const entries = await fsp.readdir(dir, { withFileTypes: true, encoding: 'buffer' }).catch(() => []);
+    for (const entry of entries) {
+      if (isUtf8(entry.name)) continue;
+      const abs = path.join(dir, entry.name.toString('utf8'));
+      if (entry.isDirectory() && this.#enterable(abs)) this.#noteSkip(this.#keyOfName(dir, entry.name), SKIP_REASONS.invalidDirName);
+      else if ((entry.isFile() || (entry.isSymbolicLink() && this.#opts.follow_symlinks)) && this.#wanted(abs)) {
+        this.#noteSkip(this.#keyOfName(dir, entry.name), SKIP_REASONS.invalidFileName);
       }
-      return null;
     }
   }
 
@@ -450,6 +655,14 @@ export class FolderSource implements Source {
     return toPosix(path.join(this.#opts.path, rel));
   }
 
+  /** The key of an entry of `dir` whose name is not valid UTF-8, its bad bytes written `\xHH`. */
+  #keyOfName(dir: string, name: Uint8Array): string {
+    const parent = this.#rel(dir);
+    const rel = parent === null ? printableName(name) : `${parent}/${printableName(name)}`;
+    if (this.#prefix === '.') return rel;
+    return this.#prefix === '/' ? `/${rel}` : `${this.#prefix}/${rel}`;
+  }
+
   #absOf(key: string): string {
     const rel = this.#prefix === '.' ? key : key.slice(this.#prefix === '/' ? 1 : this.#prefix.length + 1);
     return path.join(this.#root, rel);
@@ -463,39 +676,31 @@ export class FolderSource implements Source {
       key,
       version: versionOf(stats),
       metadata: { path: key, modified_at: modified, created_at: born, size: stats.size, owner: String(stats.uid) },
-      read: (signal?: AbortSignal) => this.#read(abs, signal),
+      read: (signal?: AbortSignal) => this.#read(key, abs, signal),
     };
   }
 
   /**
    * Reads a listed file as it is now: the path may have become a FIFO (whose open would block a
-   * thread for good), a device, or a link out of the folder since it was listed. Opens without
-   * blocking and without following a last link (unless links are followed, then checked to stay
-   * inside), and reads only a regular file.
+   * thread for good), a device, or a link out of the folder since it was listed, or a directory
+   * on its way may have been swapped for one. `readInside` checks the file it opened.
    */
-  async #read(abs: string, signal?: AbortSignal): Promise<Uint8Array> {
-    const follow = this.#opts.follow_symlinks;
-    const flags = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | (follow ? 0 : fsConstants.O_NOFOLLOW);
-    let handle: fsp.FileHandle;
+  async #read(key: string, abs: string, signal?: AbortSignal): Promise<Uint8Array> {
+    const boundary: Boundary = { rootReal: this.#rootReal, followLinks: this.#opts.follow_symlinks, excluded: this.#excludedReal };
     try {
-      handle = await fsp.open(abs, flags);
+      const bytes = await readInside(abs, path.join(this.#rootReal, path.relative(this.#root, abs)), boundary, signal);
+      this.#clearSkip(key);
+      return bytes;
     } catch (err) {
-      // A link where a file was (not followed): gone as far as this folder is concerned.
-      if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw Object.assign(new Error(`${abs} became a symlink`), { code: 'ENOENT' });
-      throw err;
-    }
-    try {
-      const st = await handle.stat();
-      if (!st.isFile()) throw Object.assign(new Error(`${abs} is no longer a regular file`), { code: 'ENOENT' });
-      if (follow) {
-        const real = await fsp.realpath(abs);
-        if (real !== this.#rootReal && !real.startsWith(this.#rootReal + path.sep)) {
-          throw Object.assign(new Error(`${abs} now leads outside the folder`), { code: 'ENOENT' });
+      if (err instanceof RefusedPathError) {
+        if (err.reason !== null) {
+          this.#log?.warn('read refused: the file opened lies outside what the folder may read', { source: this.id, path: key, error: err.message });
+          this.#noteSkip(key, err.reason);
         }
+      } else if (!isMissing(err) && !signal?.aborted) {
+        this.#noteSkip(key, skipReasonOf(err));
       }
-      return new Uint8Array(await handle.readFile(signal ? { signal } : {}));
-    } finally {
-      await handle.close();
+      throw err;
     }
   }
 
@@ -515,6 +720,7 @@ export class FolderSource implements Source {
   // ───────────── watching ─────────────
 
   async #startWatcher(): Promise<void> {
+    if (this.#stopped) return;
     // chokidar does not descend into a root that is itself a link unless it follows links:
     // watch the real directory and speak of its paths under the folder as given.
     const watched = this.#rootReal;
@@ -533,10 +739,23 @@ export class FolderSource implements Source {
     watcher.on('change', (p) => this.#touch(ours(p)));
     watcher.on('unlink', (p) => this.#touch(ours(p)));
     watcher.on('unlinkDir', (p) => {
+      if (this.#watcher !== watcher) return;
       this.#realCache.clear();
-      this.#touchKnownUnder(ours(p));
+      const abs = ours(p);
+      // The folder itself went: this watcher is dead whatever comes back there; look at once.
+      if (abs === this.#root) {
+        this.#watchedId = null;
+        this.#rootSeen = '';
+        void this.#checkRoot();
+      }
+      this.#touchKnownUnder(abs);
     });
     watcher.on('addDir', (p) => this.#scheduleRescan(ours(p)));
+    // chokidar drops a name that is not UTF-8 (it arrives mangled and never stats); its raw event still tells where.
+    watcher.on('raw', (_event, name, details) => {
+      const dir = (details as { watchedPath?: unknown } | undefined)?.watchedPath;
+      if (typeof name === 'string' && name.includes('\uFFFD') && typeof dir === 'string') this.#scheduleNameCheck(ours(dir));
+    });
     watcher.on('error', (err) => {
       const code = (err as NodeJS.ErrnoException).code;
       this.#log?.warn('folder watcher error; the next reconcile heals what it missed', {
@@ -547,8 +766,9 @@ export class FolderSource implements Source {
     });
     await new Promise<void>((resolve) => {
       watcher.once('ready', resolve);
-      this.#ctx?.signal.addEventListener('abort', () => resolve(), { once: true });
+      this.#halt.signal.addEventListener('abort', () => resolve(), { once: true });
     });
+    if (this.#stopped) await this.#closeWatcher();
   }
 
   /** Debounces a path; when quiet for `debounce_ms`, it is checked against the disk. */
@@ -573,8 +793,9 @@ export class FolderSource implements Source {
       for (const key of this.#known.keys()) this.#touch(this.#absOf(key));
       return;
     }
-    const dirKey = this.#keyOf(absDir) + '/';
-    for (const key of this.#known.keys()) if (key.startsWith(dirKey)) this.#touch(this.#absOf(key));
+    const dirKey = this.#keyOf(absDir);
+    for (const key of this.#known.keys()) if (key.startsWith(dirKey + '/')) this.#touch(this.#absOf(key));
+    if (this.#skipped.clearUnder(dirKey)) this.#reportSkipped();
   }
 
   /**
@@ -600,10 +821,21 @@ export class FolderSource implements Source {
     this.#rescans.set(absDir, timer);
   }
 
+  #scheduleNameCheck(absDir: string): void {
+    if (this.#stopped || this.#nameChecks.has(absDir) || this.#nameChecks.size > 1000) return;
+    this.#nameChecks.set(
+      absDir,
+      setTimeout(() => {
+        this.#nameChecks.delete(absDir);
+        if (!this.#stopped) void this.#checkNames(absDir);
+      }, Math.max(this.#opts.debounce_ms, 100)),
+    );
+  }
+
   /** Every file under `absDir` becomes a candidate. */
   async #touchTree(absDir: string): Promise<void> {
     if (this.#stopped || !this.#enterable(absDir)) return;
-    const found: Listing = { files: new Map(), unsure: [] };
+    const found: Listing = { files: new Map(), unsure: [], skip: (key, reason) => this.#noteSkip(key, reason) };
     await this.#walk(absDir, [this.#rootReal], found);
     for (const item of found.files.values()) this.#touch(item.abs);
   }
@@ -619,16 +851,21 @@ export class FolderSource implements Source {
 
   /** Turns dirty paths into changes by looking at the disk now (not at what the event said). */
   async #flush(): Promise<void> {
+    const skip: Listing['skip'] = (key, reason) => this.#noteSkip(key, reason);
     while (this.#dirty.size > 0 && !this.#stopped) {
       const paths = [...this.#dirty];
       this.#dirty.clear();
-      const stats = await mapLimited(paths, STAT_CONCURRENCY, (abs) => (this.#wanted(abs) ? this.#statFile(abs, true) : Promise.resolve(null)));
+      const states = await mapLimited(paths, STAT_CONCURRENCY, (abs) =>
+        this.#wanted(abs) ? this.#statFile(abs, true, skip) : Promise.resolve<FileState>('gone'),
+      );
       const changes: Change[] = [];
       paths.forEach((abs, i) => {
         if (this.#rel(abs) === null) return;
         const key = this.#keyOf(abs);
-        const st = stats[i];
-        if (st) {
+        const st = states[i];
+        if (st === undefined || st === 'unsure') return; // kept as it was; the skipped list says why
+        this.#clearSkip(key);
+        if (st !== 'gone') {
           if (this.#known.get(key) !== versionOf(st)) changes.push({ kind: 'upsert', doc: this.#document(key, { abs, stats: st }) });
         } else if (this.#known.has(key)) {
           changes.push({ kind: 'delete', key });
