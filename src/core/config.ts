@@ -98,6 +98,13 @@ export const LimitsConfig = z.strictObject({
   max_concurrent: z.number().int().min(1).default(256).describe('requests handled at once; more get 429'),
   mcp_sessions: z.number().int().min(1).default(1000).describe('open MCP sessions at most; a new one ends the least recently used'),
   mcp_session_idle_s: z.number().min(1).default(1800).describe('an MCP session unused this long ends (its client opens a new one)'),
+  filter_max_chars: z.number().int().min(64).max(65_536).default(4096).describe('longest metadata_filter, in characters (400 beyond)'),
+  filter_max_depth: z.number().int().min(4).max(256).default(64).describe('deepest nesting of calls, brackets and ||/&& chains in a metadata_filter'),
+  glob_max_chars: z.number().int().min(16).max(65_536).default(1024).describe('longest glob (filepath_globpattern or a globmatch() pattern), in characters'),
+  filter_max_string_chars: z.number().int().min(256).default(65_536).describe('longest string a filter function may build (pad_left/pad_right width, join, replace)'),
+  filter_max_array_items: z.number().int().min(16).default(10_000).describe('largest array a filter may build (split, flattening, replace count)'),
+  filter_max_cost: z.number().int().min(10_000).default(2_000_000).describe('work units one document\'s filter evaluation may take (about 1 ns each)'),
+  filter_budget_ms: z.number().min(1).default(250).describe('evaluation time a request\'s filter may take over all documents (400 beyond)'),
 });
 
 /** The splitter of parsers that name none (plain text, source code) when the config names none either. */
