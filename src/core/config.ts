@@ -108,6 +108,13 @@ export const LimitsConfig = z.strictObject({
     .min(1024)
     .default(32 * 1024 * 1024)
     .describe('largest JSON answer of /v1/retrieve (hits past it are left out, best kept) and of the document listings (refused past it)'),
+  filter_max_chars: z.number().int().min(64).max(65_536).default(4096).describe('longest metadata_filter, in characters (400 beyond)'),
+  filter_max_depth: z.number().int().min(4).max(256).default(64).describe('deepest nesting of calls, brackets and ||/&& chains in a metadata_filter'),
+  glob_max_chars: z.number().int().min(16).max(65_536).default(1024).describe('longest glob (filepath_globpattern or a globmatch() pattern), in characters'),
+  filter_max_string_chars: z.number().int().min(256).default(65_536).describe('longest string a filter function may build (pad_left/pad_right width, join, replace)'),
+  filter_max_array_items: z.number().int().min(16).default(10_000).describe('largest array a filter may build (split, flattening, replace count)'),
+  filter_max_cost: z.number().int().min(10_000).default(2_000_000).describe('work units one document\'s filter evaluation may take (about 1 ns each)'),
+  filter_budget_ms: z.number().min(1).default(250).describe('evaluation time a request\'s filter may take over all documents (400 beyond)'),
 });
 
 /** The splitter of parsers that name none (plain text, source code) when the config names none either. */

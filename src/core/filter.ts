@@ -1,12 +1,19 @@
-/** @module core/filter — compiles Pathway-style metadata filters (JMESPath + `globmatch`) and glob patterns into predicates. */
-import picomatch from 'picomatch';
-import { TreeInterpreter, TYPE_STRING, compile, tokenize } from '@jmespath-community/jmespath';
+/** @module core/filter — compiles Pathway-style metadata filters (JMESPath + `globmatch`) and glob patterns into predicates whose cost is bounded. */
+import { compile, tokenize } from '@jmespath-community/jmespath';
 import type { JSONValue } from '@jmespath-community/jmespath';
 import { LivedexError } from './errors.js';
+import { DEFAULT_FILTER_LIMITS, FilterBudget, limitError, type FilterLimits } from './filter-budget.js';
+import { COST, createInterpreter, Meter, type ExpressionNode, type MeteredInterpreter } from './filter-interpreter.js';
+import { compileGlob as compileGlobPattern, GlobError, type Glob } from './glob.js';
 import type { Metadata } from './types.js';
 
-/** A compiled filter: true when a metadata object matches. */
-export type MetadataPredicate = (metadata: Metadata) => boolean;
+/**
+ * A compiled filter: true when a metadata object matches. `budget` is the request's (one per
+ * request, shared by every document it evaluates); without one, the call gets a budget of its own.
+ *
+ * @throws LivedexError `invalid_filter` when the evaluation goes over a limit of `budget`.
+ */
+export type MetadataPredicate = (metadata: Metadata, budget?: FilterBudget) => boolean;
 
 export interface CompileFilterOptions {
   /** JMESPath expression over metadata, with `globmatch(pattern, path)`; empty or null means none. */
@@ -15,6 +22,8 @@ export interface CompileFilterOptions {
   filepathGlobpattern?: string | null;
   /** The request field named in errors about `metadataFilter` (default `metadata_filter`). */
   field?: string;
+  /** The cost limits (`limits.filter_*` of the config); the defaults when absent. */
+  limits?: FilterLimits;
 }
 
 // ───────────────────────────── globs ─────────────────────────────
@@ -41,63 +50,50 @@ class Lru<V> {
   }
 }
 
-const globCache = new Lru<(path: string) => boolean>(256);
+const globCache = new Lru<Glob>(256);
 
-function compileGlob(pattern: string): (path: string) => boolean {
-  const cached = globCache.get(pattern);
+/** A compiled glob, or the `GlobError` saying why it is refused. */
+function cachedGlob(pattern: string, limits: FilterLimits): Glob {
+  const key = `${limits.glob_max_chars}\u0000${pattern}`;
+  const cached = globCache.get(key);
   if (cached) return cached;
-  let matcher: (path: string) => boolean;
-  if (pattern === '') {
-    matcher = (path) => path === '';
-  } else {
-    const isMatch = picomatch(pattern, { dot: true });
-    // A pattern without `/` matches the basename anywhere (like .gitignore). picomatch's own
-    // `basename` option also rewrites patterns that do contain `/`, so we do it here instead.
-    const onBasename = !pattern.includes('/');
-    matcher = (path) => {
-      const p = normalizePath(path);
-      return isMatch(onBasename ? p.slice(p.lastIndexOf('/') + 1) : p);
-    };
-  }
-  globCache.set(pattern, matcher);
-  return matcher;
+  const glob = compileGlobPattern(pattern, { maxChars: limits.glob_max_chars });
+  globCache.set(key, glob);
+  return glob;
 }
 
-function normalizePath(path: string): string {
-  let p = path.includes('\\') ? path.replace(/\\/g, '/') : path;
-  while (p.startsWith('./')) p = p.slice(2);
-  return p;
+/** A refused glob as the 400 of `field`, naming the limit when it is one. */
+function globRefusal(field: string, err: unknown, limits: FilterLimits): LivedexError {
+  if (!(err instanceof GlobError)) throw err;
+  const overLimit = /characters/.test(err.message);
+  const detail = overLimit ? `${err.message} (limits.glob_max_chars is ${limits.glob_max_chars})` : err.message;
+  return new LivedexError('invalid_filter', `${field} is not a valid glob: ${detail}`, { field, cause: err });
 }
 
 /**
  * Matches `path` against a glob, the one glob semantics of livedex (`filepath_globpattern`
- * and `globmatch()` alike): picomatch with `dot: true`; `*` stays within a segment, `**`
- * spans segments and `**\/x` also matches `x` at the root; a pattern without `/` matches
- * the basename anywhere (`*.md` matches `docs/a/b.md`); backslashes in `path` are read as
- * `/` and a leading `./` is ignored; `""` matches only the empty path.
+ * and `globmatch()` alike, see `core/glob`): dot files match; `*` stays within a segment,
+ * `**` spans segments and `**\/x` also matches `x` at the root; a pattern without `/`
+ * matches the basename anywhere (`*.md` matches `docs/a/b.md`); backslashes in `path` are
+ * read as `/` and a leading `./` is ignored; `""` matches only the empty path. The time is
+ * linear in the path for a given pattern (no backtracking).
+ *
+ * @throws LivedexError `invalid_filter` for a glob over `limits.glob_max_chars` or an extglob.
  *
  * @example
  * globMatch('**\/*.md', 'docs/a.md'); // true
  * globMatch('*.md', 'docs/a/b.md');   // true (basename)
  * globMatch('docs/*.md', 'docs/a/b.md'); // false
  */
-export function globMatch(pattern: string, path: string): boolean {
-  return compileGlob(pattern)(path);
+export function globMatch(pattern: string, path: string, limits: FilterLimits = DEFAULT_FILTER_LIMITS): boolean {
+  try {
+    return cachedGlob(pattern, limits).match(path);
+  } catch (err) {
+    throw globRefusal('filepath_globpattern', err, limits);
+  }
 }
 
 // ───────────────────────────── JMESPath ─────────────────────────────
-
-/**
- * A private interpreter, so that registering `globmatch` touches no shared state of the
- * library (its module-level instance stays as it was).
- */
-type Interpreter = typeof TreeInterpreter;
-const interpreter: Interpreter = new (TreeInterpreter.constructor as new () => Interpreter)();
-interpreter.runtime.register(
-  'globmatch',
-  (args) => globMatch(args[0] as string, args[1] as string),
-  [{ types: [TYPE_STRING] }, { types: [TYPE_STRING] }],
-);
 
 /** A filter error with the position (in the user's text) it refers to. */
 class FilterSyntaxError extends Error {
@@ -265,13 +261,12 @@ function collectFacts(node: unknown, facts: AstFacts): void {
 }
 
 /** Checks names, arities and stray `=` now, so that a typo is a 400 rather than a silent mismatch. */
-function checkAst(ast: unknown, rw: Rewritten): void {
+function checkAst(ast: unknown, rw: Rewritten, table: MeteredInterpreter['functions']): void {
   const facts: AstFacts = { calls: [], strayAssignment: false };
   collectFacts(ast, facts);
   if (facts.strayAssignment) {
     throw new FilterSyntaxError('use == to compare (a single = only binds variables in let expressions)', positionOfAssignment(rw));
   }
-  const table = interpreter.runtime._functionTable;
   for (const call of facts.calls) {
     const entry = table[call.name];
     if (!entry) {
@@ -342,21 +337,97 @@ function invalidFilter(field: string, expr: string, detail: string, position: nu
   return new LivedexError('invalid_filter', `${field} is not a valid filter: ${detail} ${where}`, { field });
 }
 
-function compileJmespath(expr: string, field: string): MetadataPredicate {
+/**
+ * How deeply brackets and calls nest in the expression, read on the text before parsing: the
+ * parser recurses on them, so a deep nesting is refused before it can exhaust the stack.
+ */
+function bracketDepth(rw: Rewritten): { depth: number; at: number } {
+  let depth = 0;
+  let worst = { depth: 0, at: 0 };
+  for (let i = 0; i < rw.text.length; i++) {
+    if (!rw.bare.has(i)) continue;
+    const ch = rw.text[i];
+    if (ch === '(' || ch === '[' || ch === '{') {
+      depth++;
+      if (depth > worst.depth) worst = { depth, at: i };
+    } else if (ch === ')' || ch === ']' || ch === '}') depth = Math.max(0, depth - 1);
+  }
+  return worst;
+}
+
+/** The depth of the parsed tree (chains such as `a || b || c` nest too), without recursing. */
+function astDepth(ast: unknown): number {
+  let worst = 0;
+  const stack: [unknown, number][] = [[ast, 1]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (node === null || typeof node !== 'object') continue;
+    const isNode = !Array.isArray(node) && typeof (node as { type?: unknown }).type === 'string';
+    const d = isNode ? depth + 1 : depth;
+    if (d > worst) worst = d;
+    for (const child of Object.values(node)) if (child !== null && typeof child === 'object') stack.push([child, d]);
+  }
+  return worst - 1;
+}
+
+type AstNode = { type?: unknown; name?: unknown; children?: unknown; value?: unknown };
+
+/** Refuses now what would be refused on the first document: literal widths, counts and globs over the limits. */
+function checkLiteralCosts(ast: unknown, field: string, limits: FilterLimits): void {
+  const stack: unknown[] = [ast];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (node === null || typeof node !== 'object') continue;
+    const n = node as AstNode;
+    if (n.type === 'Function' && Array.isArray(n.children)) {
+      const args = n.children as AstNode[];
+      const literal = (i: number) => (args[i]?.type === 'Literal' ? args[i]!.value : undefined);
+      if ((n.name === 'pad_left' || n.name === 'pad_right') && typeof literal(1) === 'number' && (literal(1) as number) > limits.filter_max_string_chars) {
+        throw limitError(field, 'filter_max_string_chars', limits, `${n.name}() with width ${String(literal(1))} would make a string of ${String(literal(1))} characters`);
+      }
+      if (n.name === 'replace' && typeof literal(3) === 'number' && (literal(3) as number) > limits.filter_max_array_items) {
+        throw limitError(field, 'filter_max_array_items', limits, `replace() with count ${String(literal(3))} would make an array of ${String(literal(3))} items`);
+      }
+      if (n.name === 'globmatch' && typeof literal(0) === 'string') {
+        try {
+          cachedGlob(literal(0) as string, limits);
+        } catch (err) {
+          throw globRefusal(field, err, limits);
+        }
+      }
+    }
+    for (const child of Object.values(node)) if (child !== null && typeof child === 'object') stack.push(child);
+  }
+}
+
+function compileJmespath(expr: string, field: string, limits: FilterLimits): MetadataPredicate {
+  if (expr.length > limits.filter_max_chars) {
+    throw limitError(field, 'filter_max_chars', limits, `the filter has ${expr.length} characters`);
+  }
   let rw: Rewritten | undefined;
+  let ast: ExpressionNode;
+  const interpreter = createInterpreter((pattern, meter) => {
+    try {
+      return cachedGlob(pattern, limits);
+    } catch (err) {
+      throw globRefusal(meter.field, err, limits);
+    }
+  });
   try {
     rw = rewriteLiterals(expr);
-    const ast = compile(rw.text);
-    checkAst(ast, rw);
-    return (metadata) => {
-      try {
-        return isTruthy(interpreter.search(ast, metadata as JSONValue));
-      } catch {
-        // A type error (say, contains() on a missing field) means "no match" for this object.
-        return false;
-      }
-    };
+    const nesting = bracketDepth(rw);
+    if (nesting.depth > limits.filter_max_depth) {
+      throw limitError(field, 'filter_max_depth', limits, `the filter nests ${nesting.depth} levels deep at position ${rw.origin[nesting.at] ?? 0}`);
+    }
+    ast = compile(rw.text);
+    const depth = astDepth(ast);
+    if (depth > limits.filter_max_depth) {
+      throw limitError(field, 'filter_max_depth', limits, `the filter nests ${depth} levels deep (a long chain of || or && counts too; contains(\`[…]\`, path) lists many values in one call)`);
+    }
+    checkAst(ast, rw, interpreter.functions);
+    checkLiteralCosts(ast, field, limits);
   } catch (err) {
+    if (err instanceof LivedexError) throw err;
     if (err instanceof FilterSyntaxError) {
       const pos = rw ? (rw.origin[err.position] ?? expr.length) : err.position;
       throw invalidFilter(field, expr, err.message, pos);
@@ -366,6 +437,17 @@ function compileJmespath(expr: string, field: string): MetadataPredicate {
     const pos = at < 0 ? -1 : (rw.origin[at] ?? expr.length);
     throw invalidFilter(field, expr, explainSyntaxError(messageOf(err), pos >= expr.length), pos);
   }
+  const tree = ast;
+  return (metadata, budget = new FilterBudget(limits, field)) => {
+    try {
+      return isTruthy(interpreter.search(tree, metadata as JSONValue, new Meter(budget, field)));
+    } catch (err) {
+      // Over a limit: the whole request is refused. A type error (say, contains() on a
+      // missing field) means "no match" for this object.
+      if (err instanceof LivedexError) throw err;
+      return false;
+    }
+  };
 }
 
 // ───────────────────────────── compileFilter ─────────────────────────────
@@ -383,8 +465,14 @@ const filterCache = new Lru<MetadataPredicate>(256);
  * is truthy in JMESPath's sense (false, null, "", [] and {} do not match; numbers do), and
  * an evaluation error on one object (a type error, say) is "no match" for that object.
  *
- * @throws LivedexError `invalid_filter` (field `opts.field ?? 'metadata_filter'`) on a syntax
- *   error, an unknown function or a wrong number of arguments, quoting the problem and its position.
+ * Its cost is bounded (`opts.limits`): the length, nesting and literal sizes are checked
+ * now; what functions build, the work per document and the time per request (the budget
+ * passed to the predicate) while it runs. Going over a limit is a 400 naming the field and
+ * the `limits` key, never a frozen or dead process.
+ *
+ * @throws LivedexError `invalid_filter` (field `opts.field ?? 'metadata_filter'`, or
+ *   `filepath_globpattern`) on a syntax error, an unknown function, a wrong number of
+ *   arguments, or a limit exceeded, quoting the problem and its position.
  *
  * @example
  * const match = compileFilter({ metadataFilter: "globmatch(`**\/*.md`, path) && size > `100`" });
@@ -395,26 +483,34 @@ export function compileFilter(opts: CompileFilterOptions): MetadataPredicate | n
   const glob = opts.filepathGlobpattern ? opts.filepathGlobpattern : null;
   if (expr === null && glob === null) return null;
   const field = opts.field ?? 'metadata_filter';
-  const key = `${field}\u0000${expr ?? ''}\u0000${glob ?? '\u0000'}`;
+  const limits = opts.limits ?? DEFAULT_FILTER_LIMITS;
+  const key = `${JSON.stringify(limits)}\u0000${field}\u0000${expr ?? ''}\u0000${glob ?? '\u0000'}`;
   const cached = filterCache.get(key);
   if (cached) return cached;
 
-  const byFilter = expr === null ? null : compileJmespath(expr, field);
+  const byFilter = expr === null ? null : compileJmespath(expr, field, limits);
   let byGlob: MetadataPredicate | null = null;
   if (glob !== null) {
-    let matcher: (path: string) => boolean;
+    let matcher: Glob;
     try {
-      matcher = compileGlob(glob);
+      matcher = cachedGlob(glob, limits);
     } catch (err) {
-      throw new LivedexError('invalid_filter', `filepath_globpattern is not a valid glob: ${messageOf(err)}`, {
-        field: 'filepath_globpattern',
-        cause: err,
-      });
+      throw globRefusal('filepath_globpattern', err, limits);
     }
-    byGlob = (metadata) => typeof metadata.path === 'string' && matcher(metadata.path);
+    byGlob = (metadata, budget = new FilterBudget(limits, 'filepath_globpattern')) => {
+      if (typeof metadata.path !== 'string') return false;
+      new Meter(budget, 'filepath_globpattern').charge(matcher.cost(metadata.path) * COST.globStep);
+      return matcher.match(metadata.path);
+    };
   }
   const predicate: MetadataPredicate =
-    byFilter && byGlob ? (m) => byGlob(m) && byFilter(m) : (byFilter ?? byGlob)!;
+    byFilter && byGlob ? (m, budget) => byGlob(m, budget) && byFilter(m, budget) : (byFilter ?? byGlob)!;
   filterCache.set(key, predicate);
   return predicate;
+}
+
+/** A fresh budget for one request's filter, blaming the filter when there is one, else the glob. */
+export function filterBudget(opts: CompileFilterOptions): FilterBudget {
+  const hasFilter = Boolean(opts.metadataFilter && opts.metadataFilter.trim() !== '');
+  return new FilterBudget(opts.limits ?? DEFAULT_FILTER_LIMITS, hasFilter ? (opts.field ?? 'metadata_filter') : 'filepath_globpattern');
 }

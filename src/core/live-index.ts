@@ -7,7 +7,8 @@ import { closeEmbedder, type CallingEmbedder } from './calls.js';
 import { Catalog } from './catalog.js';
 import type { LivedexConfig } from './config.js';
 import { describeError, LivedexError } from './errors.js';
-import { compileFilter } from './filter.js';
+import { compileFilter, filterBudget } from './filter.js';
+import { filterLimits } from './filter-budget.js';
 import { fuseConvex, fuseRrf, singleLeg, type FusedHit, type LegHit } from './fusion.js';
 import { Pipeline } from './pipeline.js';
 import { describeStorageProblem, storageProblem } from './storage-error.js';
@@ -462,20 +463,32 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
 
   async retrieve(req: RetrieveRequest): Promise<Hit[]> {
     const rc = this.config.retrieval;
-    const predicate = compileFilter({ metadataFilter: req.metadataFilter, filepathGlobpattern: req.filepathGlobpattern });
+    const filter = { metadataFilter: req.metadataFilter, filepathGlobpattern: req.filepathGlobpattern, limits: filterLimits(this.config.limits) };
+    const predicate = compileFilter(filter);
     if (req.query.trim() === '') return [];
     const candidates = Math.max(req.k, rc.candidates);
     // Embedding a query may be slow (a remote model): do it before taking the lock.
     const embedder = this.#embedder;
     let queryVector = req.mode === 'bm25' ? null : await this.#embedQueryOrDegrade(embedder, req);
+    // The filter runs before the lock, in slices within its budget; under the lock only what
+    // changed meanwhile is evaluated (the budget remembers each metadata object's answer).
+    const filterKey = `${req.metadataFilter ?? ''}\u0000${req.filepathGlobpattern ?? ''}`;
+    const budget = predicate ? filterBudget(filter) : null;
+    let matched = predicate && budget ? await this.catalog.matching(filterKey, predicate, budget) : null;
+    budget?.pause();
 
     return this.#lock.read(async () => {
       // The model switched meanwhile: embed again, so the query meets vectors of its own model.
       if (queryVector && this.#embedder !== embedder) queryVector = await this.#embedQueryOrDegrade(this.#embedder, req);
       const { fusion, alpha } = this.#fusionFor(req);
       let allowed: Set<number> | null = null;
-      if (predicate) {
-        allowed = this.catalog.matching(`${req.metadataFilter ?? ''}\u0000${req.filepathGlobpattern ?? ''}`, predicate);
+      if (predicate && budget && matched) {
+        // The catalog changed since: evaluate again, now that no commit can land mid-way.
+        if (matched.generation !== this.catalog.generation) {
+          budget.resume();
+          matched = await this.catalog.matching(filterKey, predicate, budget);
+        }
+        allowed = matched.ids;
         if (allowed.size === 0) return [];
         if (allowed.size === this.catalog.size) allowed = null;
       }
@@ -555,7 +568,10 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
   }
 
   async listDocuments(req: ListDocumentsRequest): Promise<Metadata[]> {
-    const predicate = compileFilter({ metadataFilter: req.metadataFilter, filepathGlobpattern: req.filepathGlobpattern });
+    const filter = { metadataFilter: req.metadataFilter, filepathGlobpattern: req.filepathGlobpattern, limits: filterLimits(this.config.limits) };
+    const predicate = compileFilter(filter);
+    const budget = predicate ? filterBudget(filter) : null;
+    const accepts = (m: Metadata) => !predicate || !budget || budget.test(predicate, m);
     const rows = await this.engine.listDocuments();
     const out: Metadata[] = [];
     const known = new Set<string>();
@@ -563,13 +579,16 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
       known.add(row.key);
       // A document only seen so far (no version processed yet) is still being ingested.
       const status = row.status === 'pending' || row.version === '' ? 'pending' : row.status;
-      if (predicate && !predicate(row.metadata)) continue;
+      // In slices: a long listing under an expensive filter lets other requests in between.
+      const pause = budget?.breathe();
+      if (pause) await pause;
+      if (!accepts(row.metadata)) continue;
       // A change the data directory refused (full, read-only) is pending, with why.
       const held = this.pipeline.heldError(row.key);
       out.push(req.returnStatus ? (held ? withStatus(row.metadata, 'pending', held) : withStatus(row.metadata, status, row.error)) : row.metadata);
     }
     for (const doc of this.pipeline.pendingDocuments()) {
-      if (known.has(doc.key) || (predicate && !predicate(doc.metadata))) continue;
+      if (known.has(doc.key) || !accepts(doc.metadata)) continue;
       out.push(req.returnStatus ? withStatus(doc.metadata, 'pending', this.pipeline.heldError(doc.key)) : doc.metadata);
     }
     return out;
