@@ -388,7 +388,7 @@ export function buildCli(): Command {
     const config = opts.config ? await configFromFile(opts.config, opts, cmd, folder) : null;
     const url = opts.url ?? runningServer(config?.data_dir ?? opts.dataDir);
     const serveIndex = async (index: LiveIndex) => {
-      const session = await serveStdio(index, { logger, defaultK: index.config.retrieval.default_k, maxK: index.config.retrieval.max_k });
+      const session = await serveStdio(index, { logger, defaultK: index.config.retrieval.default_k, maxK: index.config.retrieval.max_k, maxResponseBytes: index.config.limits.max_response_bytes });
       onShutdown(async () => {
         await session.close();
         await index.close();

@@ -1,12 +1,15 @@
 /**
  * `limits.max_response_bytes` bounds an answer: `/v1/retrieve` keeps the best hits that fit
  * (still a JSON array, with `X-Livedex-Truncated` saying how many), a document listing past it
- * is refused with a 400 saying how to narrow it.
+ * is refused with a 400 saying how to narrow it. The MCP tools keep to the same cap.
  */
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { parseConfig } from '../src/livedex.js';
 import { post, startServer, tempDir, waitFor, type TestServer, type WireHit } from './helpers/livedex.js';
 
@@ -65,6 +68,31 @@ describe('the response size cap', () => {
       const some = await post<unknown[]>(server.url, route, { filepath_globpattern: '**/note-0*.txt' });
       assert.equal(some.status, 200, route);
       assert.equal(some.body.length, 10);
+    }
+  });
+
+  it('holds the MCP tools to the same cap: retrieve keeps the best hits that fit, a listing past it is a tool error naming the limit', async () => {
+    const client = new Client({ name: 'response-size', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL('/mcp', server.url)));
+    try {
+      const res = (await client.callTool({ name: 'retrieve', arguments: { query: 'otter', k: FILES, mode: 'bm25' } })) as CallToolResult;
+      assert.ok(!res.isError, JSON.stringify(res.content));
+      const hits = (res.structuredContent as { hits: WireHit[] }).hits;
+      const text = res.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
+      assert.ok(hits.length >= 1 && hits.length < FILES, `${hits.length} hits`);
+      assert.ok(Buffer.byteLength(JSON.stringify(res)) <= CAP + 1024, `${Buffer.byteLength(JSON.stringify(res))} bytes`);
+      assert.match(text, new RegExp(`${hits.length} of ${FILES} fit limits\\.max_response_bytes`));
+      const fewer = await post<WireHit[]>(server.url, '/v1/retrieve', { query: 'otter', k: hits.length, mode: 'bm25' });
+      assert.deepEqual(hits.map((h) => h.metadata.path), fewer.body.map((h) => h.metadata.path));
+
+      const listing = (await client.callTool({ name: 'list_documents', arguments: {} })) as CallToolResult;
+      assert.equal(listing.isError, true);
+      assert.match(listing.content.map((c) => (c.type === 'text' ? c.text : '')).join(''), /limits\.max_response_bytes/);
+      const narrowed = (await client.callTool({ name: 'list_documents', arguments: { filepath_globpattern: '**/note-0[0-2]*.txt' } })) as CallToolResult;
+      assert.ok(!narrowed.isError, JSON.stringify(narrowed.content));
+      assert.equal((narrowed.structuredContent as { documents: unknown[] }).documents.length, 3);
+    } finally {
+      await client.close();
     }
   });
 

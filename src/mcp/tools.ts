@@ -54,6 +54,37 @@ export interface ToolOptions {
   maxK?: number;
   /** Registers `answer` and `summarize` when given. */
   answer?: AnswerApi;
+  /** The largest result a tool sends (`limits.max_response_bytes`, as the REST server). */
+  maxResponseBytes?: number;
+}
+
+/** `limits.max_response_bytes` when none is given (as the REST server). */
+const DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
+
+/**
+ * A tool result carries its content twice (structured, and rendered as text), so each half
+ * gets half the cap. The hits that fit it, best first; the rest are left out, as on REST.
+ */
+function hitsWithin(hits: Hit[], maxBytes: number): Hit[] {
+  let bytes = 0;
+  const out: Hit[] = [];
+  for (const hit of hits) {
+    bytes += Buffer.byteLength(JSON.stringify(hit)) + 1;
+    if (bytes > maxBytes / 2) break;
+    out.push(hit);
+  }
+  if (out.length === 0 && hits.length > 0) {
+    throw new LivedexError('invalid_request', `the best hit alone is larger than the tool result limit (limits.max_response_bytes, ${maxBytes} bytes): raise the limit to read it`, { field: 'k' });
+  }
+  return out;
+}
+
+/** Refuses a result whose JSON is past half the cap (it is sent twice), saying how to narrow it. */
+function checkWithin(value: unknown, maxBytes: number, what: string, narrow: string, field: string): void {
+  const bytes = Buffer.byteLength(JSON.stringify(value));
+  if (bytes > maxBytes / 2) {
+    throw new LivedexError('invalid_request', `${what} is ${bytes} bytes, past the tool result limit (limits.max_response_bytes, ${maxBytes} bytes, half of it per copy): ${narrow}, or raise the limit`, { field });
+  }
 }
 
 /** Failed documents listed by `index_status` at most. */
@@ -137,6 +168,7 @@ function parseArgs<S extends z.ZodObject>(schema: S, args: unknown): z.output<S>
 export function buildTools(index: LiveIndexApi, opts: ToolOptions = {}): ToolDefinition[] {
   const defaultK = opts.defaultK ?? DEFAULT_K;
   const retrieveSchema = retrieveRequestSchema({ maxK: opts.maxK ?? DEFAULT_MAX_K });
+  const maxBytes = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
   const tools: ToolDefinition[] = [
     {
       name: 'retrieve',
@@ -149,8 +181,10 @@ export function buildTools(index: LiveIndexApi, opts: ToolOptions = {}): ToolDef
       output: z.object({ hits: RetrieveResponseSchema }),
       async run(args) {
         const wire = parseArgs(retrieveSchema, args);
-        const hits = await index.retrieve(toRetrieveRequest(wire, { k: defaultK }));
-        return { structured: { hits }, text: renderHits(wire.query, hits) };
+        const found = await index.retrieve(toRetrieveRequest(wire, { k: defaultK }));
+        const hits = hitsWithin(found, maxBytes);
+        const left = hits.length < found.length ? `\n\n(${found.length - hits.length} more hits left out: ${hits.length} of ${found.length} fit limits.max_response_bytes)` : '';
+        return { structured: { hits }, text: renderHits(wire.query, hits) + left };
       },
     },
     {
@@ -164,6 +198,7 @@ export function buildTools(index: LiveIndexApi, opts: ToolOptions = {}): ToolDef
       output: z.object({ documents: ListDocumentsResponseSchema }),
       async run(args) {
         const documents = await index.listDocuments(toListDocumentsRequest(parseArgs(ListDocumentsRequestSchema, args)));
+        checkWithin(documents, maxBytes, `the listing of ${documents.length} documents`, 'narrow it with filepath_globpattern or metadata_filter', 'filepath_globpattern');
         return { structured: { documents }, text: renderDocuments(documents) };
       },
     },
@@ -195,6 +230,7 @@ export function buildTools(index: LiveIndexApi, opts: ToolOptions = {}): ToolDef
         const [info, chunks] = await Promise.all([index.getDocument(key), index.getDocumentChunks(key)]);
         if (!info || !chunks) throw new LivedexError('not_found', `no document with key ${JSON.stringify(key)}`, { field: 'key' });
         const doc = documentWithText(info, chunks);
+        checkWithin(doc, maxBytes, `document ${JSON.stringify(key)}`, 'search it with retrieve instead', 'key');
         const header = `${info.key} · ${info.status}${info.error ? ` (${info.error})` : ''} · modified ${iso(info.metadata.modified_at)} · indexed ${iso(info.indexed_at)}`;
         return { structured: doc, text: `${header}\n\n${doc.text}` };
       },

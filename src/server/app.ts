@@ -152,7 +152,7 @@ export function createApp(index: LiveIndexApi, opts: AppOptions = {}): Hono {
   mountPush(app, opts.push);
 
   if (opts.mcp !== false) {
-    mountMcp(app, index, { ...opts.mcpSessions, logger, defaultK, maxK: opts.maxK ?? DEFAULT_MAX_K, ...(opts.answerer ? { answer: opts.answerer } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
+    mountMcp(app, index, { ...opts.mcpSessions, logger, defaultK, maxK: opts.maxK ?? DEFAULT_MAX_K, maxResponseBytes, ...(opts.answerer ? { answer: opts.answerer } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
   }
 
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
