@@ -88,6 +88,20 @@ describe('the OpenAPI document', () => {
     }
   });
 
+  it('documents the refusals every route may give before it runs: 403 (Host, Origin), 408 (slow request), 415 (a body not JSON)', async () => {
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        assert.ok(op.responses['403'] && op.responses['408'], `${method} ${path}: no 403 or 408`);
+        if (op.requestBody) assert.ok(op.responses['415'], `${method} ${path}: no 415`);
+      }
+    }
+    // And the server gives them as documented: a foreign Origin on a JSON route, text/plain on it.
+    const foreign = await fetch(`${server.url}/v1/retrieve`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json', origin: 'http://evil.example' }, body: '{"query":"x"}' });
+    assert.equal(foreign.status, 403);
+    const plain = await fetch(`${server.url}/v1/retrieve`, { method: 'POST', headers: { ...auth, 'content-type': 'text/plain' }, body: '{"query":"x"}' });
+    assert.equal(plain.status, 415);
+  });
+
   it('answers each documented example with the documented shape', async () => {
     const ajv = new Ajv2020({ strict: false, allErrors: true });
     // Push first, so that reading and deleting the pushed document have something to act on.

@@ -113,10 +113,11 @@ const errors = (...statuses: number[]) =>
 const ERROR_TEXT: Record<number, string> = {
   400: 'The request is not valid: the error names the field.',
   401: 'No valid bearer token.',
-  403: 'The token may not do this.',
+  403: 'Refused: the token may not do this, or the Host or Origin is not one this server answers (the error names which).',
   404: 'Not found.',
   413: 'The body is too large.',
-  415: 'No parser reads this content type.',
+  408: 'The headers or the body did not arrive in time (limits.header_timeout_ms, limits.body_timeout_ms).',
+  415: 'The body is not application/json (or, on the push route, no parser reads its content type).',
   429: 'Too many requests; see Retry-After.',
   503: 'Not available now (no chat model configured, or the model cannot be reached).',
 };
@@ -174,6 +175,11 @@ export function operations(): Operation[] {
     { path: '/mcp', method: 'get', summary: 'MCP server-to-client event stream of a session', tags: ['mcp'], responses: { 200: { description: 'Server-sent events.', mediaType: 'text/event-stream' }, ...mcpErrors } },
     { path: '/mcp', method: 'delete', summary: 'End an MCP session', tags: ['mcp'], responses: { 200: { description: 'Session ended.', mediaType: 'application/json' }, ...mcpErrors, 404: { description: 'No such session.', schema: JsonRpcResponseSchema } } },
   );
+  // What every route may answer before it runs: a foreign Host or Origin, a slow request, a body that is not JSON.
+  for (const op of list) {
+    const common = op.open ? errors(403, 408) : errors(403, 408, ...(op.input?.in === 'body' ? [415] : []));
+    op.responses = { ...common, ...op.responses };
+  }
   return list;
 }
 
