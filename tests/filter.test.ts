@@ -344,6 +344,24 @@ describe('filter cost limits', () => {
     }, 'metadata_filter', 'limits.filter_budget_ms');
   });
 
+  it('stops a request over limits.filter_max_request_cost, counted in work units whatever the load', () => {
+    const limits: FilterLimits = { ...DEFAULT_FILTER_LIMITS, filter_max_request_cost: 200_000, filter_budget_ms: 60_000 };
+    const match = compileFilter({ metadataFilter: "globmatch('**/*.md', path)", limits })!;
+    const budget = new FilterBudget(limits);
+    let evaluated = 0;
+    assertInvalidFilter(() => {
+      for (; ; evaluated++) match({ path: `docs/${evaluated}.md` }, budget);
+    }, 'metadata_filter', 'limits.filter_max_request_cost');
+    // The same number of documents each time: the units, not the clock, decide.
+    const again = new FilterBudget(limits);
+    let second = 0;
+    assert.throws(() => {
+      for (; ; second++) match({ path: `docs/${second}.md` }, again);
+    });
+    assert.equal(second, evaluated);
+    assert.ok(evaluated > 10, `${evaluated} documents`);
+  });
+
   it('blames filepath_globpattern for a glob alone, and answers an ordinary filter well within the limits', () => {
     const glob = compileFilter({ filepathGlobpattern: '**/*.md', limits: { ...tight, filter_max_cost: 10_000 } })!;
     assertInvalidFilter(() => glob({ path: 'a/'.repeat(3000) + 'b.md' }), 'filepath_globpattern', 'limits.filter_max_cost');

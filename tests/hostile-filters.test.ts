@@ -20,9 +20,9 @@ const CPU_LIMIT_MS = 1000;
 const HEALTHZ_LIMIT_MS = 100;
 const TICK_MS = 1000 / 100; // /proc/<pid>/stat counts in clock ticks (USER_HZ, 100 on Linux)
 
-/** User + system CPU time of a process, all its threads, from /proc (ms, tick resolution). */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** User + system CPU time of a process, all its threads (or its main thread only), from /proc (ms, tick resolution). */
+function cpuMs(pid: number, mainThread = false): number {
+  const stat = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8');
   // Fields after the command name (which may hold spaces) start at the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
@@ -39,9 +39,10 @@ const HEALTHZ_PATH = '/healthz';
 
 /**
  * Polls `/healthz` while the hostile requests run. A poll counts as a stall only for the part
- * of its wait during which the server was burning CPU: on a loaded machine a probe may wait
- * because the server was not scheduled at all, which says nothing about its event loop; a
- * server that had the CPU and still did not answer was stalled.
+ * of its wait during which the server's main thread was burning CPU: on a loaded machine a
+ * probe may wait because that thread was not scheduled at all (while other processes, or the
+ * server's own worker and GC threads, had the cores), which says nothing about its event
+ * loop; a main thread that had the CPU and still did not answer was stalled.
  */
 class HealthProbe {
   readonly stalls: number[] = [];
@@ -56,7 +57,7 @@ class HealthProbe {
   start(): void {
     this.#done = (async () => {
       while (!this.#stop) {
-        const cpu0 = cpuMs(this.pid);
+        const cpu0 = cpuMs(this.pid, true);
         const t0 = performance.now();
         try {
           const res = await fetch(new URL(HEALTHZ_PATH, this.url), { signal: AbortSignal.timeout(30_000) });
@@ -66,7 +67,7 @@ class HealthProbe {
           this.failures++;
         }
         const wall = performance.now() - t0;
-        const cpu = cpuMs(this.pid) - cpu0;
+        const cpu = cpuMs(this.pid, true) - cpu0;
         // Tick resolution: a probe that saw one tick of CPU may have been idle for most of it.
         this.stalls.push(Math.min(wall, Math.max(0, cpu - TICK_MS)));
         await new Promise((r) => setTimeout(r, 15));

@@ -113,8 +113,9 @@ export const LimitsConfig = z.strictObject({
   glob_max_chars: z.number().int().min(16).max(65_536).default(1024).describe('longest glob (filepath_globpattern or a globmatch() pattern), in characters'),
   filter_max_string_chars: z.number().int().min(256).default(65_536).describe('longest string a filter function may build (pad_left/pad_right width, join, replace)'),
   filter_max_array_items: z.number().int().min(16).default(10_000).describe('largest array a filter may build (split, flattening, replace count)'),
-  filter_max_cost: z.number().int().min(10_000).default(2_000_000).describe('work units one document\'s filter evaluation may take (about 1 ns each)'),
-  filter_budget_ms: z.number().min(1).default(250).describe('evaluation time a request\'s filter may take over all documents (400 beyond)'),
+  filter_max_cost: z.number().int().min(10_000).default(2_000_000).describe('work units one document\'s filter evaluation may take (at most about 6 ns each)'),
+  filter_max_request_cost: z.number().int().min(10_000).default(100_000_000).describe('work units one request\'s filter may take over all documents (400 beyond)'),
+  filter_budget_ms: z.number().min(1).default(500).describe('CPU time a request\'s filter may take over all documents, a backstop for the work units (400 beyond)'),
 });
 
 /** The splitter of parsers that name none (plain text, source code) when the config names none either. */

@@ -18,7 +18,9 @@ export interface FilterLimits {
   filter_max_array_items: number;
   /** Work units one document's evaluation may take (see `COST` in `filter-interpreter.ts`). */
   filter_max_cost: number;
-  /** Time the filter of one request may spend evaluating, across all documents. */
+  /** Work units one request's filter may take, across all documents. */
+  filter_max_request_cost: number;
+  /** CPU time the filter of one request may spend evaluating, across all documents. */
   filter_budget_ms: number;
 }
 
@@ -27,8 +29,8 @@ export const DEFAULT_FILTER_LIMITS: Readonly<FilterLimits> = Object.freeze(filte
 
 /** The filter limits out of the config's `limits` block. */
 export function filterLimits(limits: FilterLimits): FilterLimits {
-  const { filter_max_chars, filter_max_depth, glob_max_chars, filter_max_string_chars, filter_max_array_items, filter_max_cost, filter_budget_ms } = limits;
-  return { filter_max_chars, filter_max_depth, glob_max_chars, filter_max_string_chars, filter_max_array_items, filter_max_cost, filter_budget_ms };
+  const { filter_max_chars, filter_max_depth, glob_max_chars, filter_max_string_chars, filter_max_array_items, filter_max_cost, filter_max_request_cost, filter_budget_ms } = limits;
+  return { filter_max_chars, filter_max_depth, glob_max_chars, filter_max_string_chars, filter_max_array_items, filter_max_cost, filter_max_request_cost, filter_budget_ms };
 }
 
 /**
@@ -42,19 +44,30 @@ export function limitError(field: string, key: keyof FilterLimits, limits: Filte
   return new LivedexError('invalid_filter', `${field}: ${detail} (limits.${key} is ${limits[key]}); simplify the filter or raise the limit`, { field });
 }
 
+/** CPU time of this process so far (ms): a core it waited for is not counted, unlike the clock. */
+function cpuNowMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
 /**
- * One request's evaluation budget. Time counts only while evaluating (between `breathe()`
- * yields), so a request waiting its turn behind others is not charged for their time; each
- * distinct metadata object is evaluated once per request (chunks of a document share one).
+ * One request's evaluation budget. The work is counted in units (`spend`), which is the
+ * same on a loaded machine as on an idle one, so whether a filter is refused does not
+ * depend on what else runs; the CPU time it takes is a backstop for units that cost more
+ * than calibrated. Both count only while evaluating (between `breathe()` yields), so a
+ * request waiting its turn behind others is not charged for their work; each distinct
+ * metadata object is evaluated once per request (chunks of a document share one).
  */
 export class FilterBudget {
   readonly limits: FilterLimits;
   /** Whom a spent budget is blamed on: the filter when there is one, else the glob. */
   readonly field: string;
   readonly #memo = new WeakMap<Metadata, boolean>();
+  #units = 0;
   #spentMs = 0;
-  #ticks = 0;
+  #spends = 0;
   #sliceStart = performance.now();
+  #sliceCpu = cpuNowMs();
   evaluated = 0;
 
   constructor(limits: FilterLimits, field = 'metadata_filter') {
@@ -62,21 +75,25 @@ export class FilterBudget {
     this.field = field;
   }
 
-  /** True once this request's evaluation time is used up. */
-  exhausted(): boolean {
-    return this.#spentMs + (performance.now() - this.#sliceStart) > this.limits.filter_budget_ms;
+  /** Work units spent so far. */
+  get units(): number {
+    return this.#units;
   }
 
-  /** Throws the budget error when the time is used up. */
+  /** Throws the budget error when the CPU time is used up. */
   check(): void {
-    if (this.exhausted()) {
-      throw limitError(this.field, 'filter_budget_ms', this.limits, `evaluating the filter took more than ${this.limits.filter_budget_ms} ms (over ${this.evaluated} documents)`);
+    if (this.#spentMs + (cpuNowMs() - this.#sliceCpu) > this.limits.filter_budget_ms) {
+      throw limitError(this.field, 'filter_budget_ms', this.limits, `evaluating the filter took more than ${this.limits.filter_budget_ms} ms of CPU (over ${this.evaluated} documents)`);
     }
   }
 
-  /** Counts a step of evaluation; the clock is read now and then, often enough to stop within the budget, rarely enough to be free. */
-  tick(): void {
-    if ((++this.#ticks & 255) === 0) this.check();
+  /** Counts `units` of work; the CPU clock is read now and then, often enough to stop within the budget, rarely enough to be free. */
+  spend(units: number): void {
+    this.#units += units;
+    if (this.#units > this.limits.filter_max_request_cost) {
+      throw limitError(this.field, 'filter_max_request_cost', this.limits, `evaluating the filter costs more than ${this.limits.filter_max_request_cost} work units`);
+    }
+    if ((++this.#spends & 255) === 0) this.check();
   }
 
   /** `predicate(metadata)`, evaluated once per metadata object in this request. */
@@ -89,29 +106,29 @@ export class FilterBudget {
     return result;
   }
 
-  /** Yields to the event loop when the current slice has run `SLICE_MS`; the time away is not charged. */
+  /** Yields to the event loop when the current slice has run `SLICE_MS` (by the clock: it is about answering others soon); the time away is not charged. */
   breathe(): Promise<void> | undefined {
-    const now = performance.now();
-    if (now - this.#sliceStart < SLICE_MS) return undefined;
-    return this.#yield(now);
+    if (performance.now() - this.#sliceStart < SLICE_MS) return undefined;
+    return this.#yield();
   }
 
-  async #yield(now: number): Promise<void> {
-    this.#spentMs += now - this.#sliceStart;
+  async #yield(): Promise<void> {
+    this.pause();
     this.check();
     await yieldToLoop();
-    this.#sliceStart = performance.now();
+    this.resume();
   }
 
   /** Starts a fresh slice (after waiting for a lock, say) without charging the wait. */
   resume(): void {
     this.#sliceStart = performance.now();
+    this.#sliceCpu = cpuNowMs();
   }
 
   /** Stops charging time (before waiting for a lock, say). */
   pause(): void {
-    this.#spentMs += performance.now() - this.#sliceStart;
-    this.#sliceStart = performance.now();
+    this.#spentMs += cpuNowMs() - this.#sliceCpu;
+    this.resume();
   }
 }
 

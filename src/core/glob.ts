@@ -104,8 +104,8 @@ function normalizePath(path: string): string {
   return p;
 }
 
-/** The index of the first unescaped extglob opener outside a class, or -1. */
-function findExtglob(pattern: string): number {
+/** Positions of the characters that are neither escaped (`\x`) nor inside a bracket class. */
+function* bareChars(pattern: string): Generator<number> {
   for (let i = 0; i < pattern.length; i++) {
     const ch = pattern[i]!;
     if (ch === '\\') {
@@ -119,8 +119,13 @@ function findExtglob(pattern: string): number {
         continue;
       }
     }
-    if ('!+@*?'.includes(ch) && pattern[i + 1] === '(') return i;
+    yield i;
   }
+}
+
+/** The index of the first unescaped extglob opener outside a class, or -1. */
+function findExtglob(pattern: string): number {
+  for (const i of bareChars(pattern)) if ('!+@*?'.includes(pattern[i]!) && pattern[i + 1] === '(') return i;
   return -1;
 }
 
@@ -169,19 +174,8 @@ function expandBraces(pattern: string, maxTotal: number): string[] {
 /** The first brace pair that expands, with its alternatives (ranges listed out). */
 function findBraceOpen(pattern: string): { start: number; end: number; parts: string[] } | null {
   const stack: number[] = [];
-  for (let i = 0; i < pattern.length; i++) {
+  for (const i of bareChars(pattern)) {
     const ch = pattern[i]!;
-    if (ch === '\\') {
-      i++;
-      continue;
-    }
-    if (ch === '[') {
-      const end = classEnd(pattern, i);
-      if (end > 0) {
-        i = end;
-        continue;
-      }
-    }
     if (ch === '{') stack.push(i);
     else if (ch === '}' && stack.length > 0) {
       const start = stack.pop()!;
@@ -200,13 +194,9 @@ function splitTopLevel(inner: string): string[] {
   const parts: string[] = [];
   let depth = 0;
   let from = 0;
-  for (let i = 0; i < inner.length; i++) {
+  for (const i of bareChars(inner)) {
     const ch = inner[i]!;
-    if (ch === '\\') i++;
-    else if (ch === '[') {
-      const end = classEnd(inner, i);
-      if (end > 0) i = end;
-    } else if (ch === '{') depth++;
+    if (ch === '{') depth++;
     else if (ch === '}') depth = Math.max(0, depth - 1);
     else if (ch === ',' && depth === 0) {
       parts.push(inner.slice(from, i));
