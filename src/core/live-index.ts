@@ -71,7 +71,7 @@ const PARSING_CURSOR = 'livedex:parsing';
 
 /**
  * A failed file stays failed until its source reports another version — or until what parses it
- * changes (the parsers, splitters, sandbox limits, size limit, or livedex itself after an upgrade):
+ * changes (the parsers, splitters, sandbox limits, size limits, or livedex itself after an upgrade):
  * then each failed document gets a version its source will not match, so the next listing reads it again.
  */
 async function retryFailedIfParsingChanged(engine: Engine, config: LivedexConfig, modelKey: string, logger: Logger): Promise<void> {
@@ -82,6 +82,8 @@ async function retryFailedIfParsingChanged(engine: Engine, config: LivedexConfig
     splitters: config.splitters,
     sandbox: config.sandbox,
     max_file_bytes: config.pipeline.max_file_bytes,
+    max_metadata_bytes: config.pipeline.max_metadata_bytes,
+    max_chunks_per_document: config.pipeline.max_chunks_per_document,
   });
   const before = await engine.getCursor(PARSING_CURSOR);
   if (before === parsing) return;
