@@ -140,6 +140,8 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
   #nextModel: { embedder: Embedder; ref: ModelRef } | null = null;
   #building: ModelBuild | null = null;
   #modelSwitch: Promise<void> = Promise.resolve();
+  /** The vector snapshot being written (settles, never rejects): a model switch waits for it before removing the old folder. */
+  #saving: Promise<void> = Promise.resolve();
   #sandbox: ParseSandbox | null = null;
   /** Extensions some configured parser claims (the text fallback aside). */
   #parserExtensions: ReadonlySet<string> = new Set();
@@ -341,6 +343,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     }
     this.#building = null;
     await closeEmbedder(previous);
+    await this.#saving;
     await rm(previousDir, { recursive: true, force: true });
     logger.info('embedding model switched', { model: next.embedder.modelKey, chunks: this.catalog.size });
   }
@@ -429,16 +432,21 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
   /** Writes the vector snapshot if anything changed since the last one. */
   async snapshot(): Promise<void> {
     if (this.#opts.readOnly || !this.pipeline.vectorsDirty) return;
+    // The lock covers only the start, where the index captures its state: writing the files
+    // takes seconds for a large index, and queries go on meanwhile.
+    let saved: Promise<void> = Promise.resolve();
     await this.#lock.write(async () => {
       this.pipeline.vectorsDirty = false;
-      try {
-        await this.#vectors.save(this.pipeline.lastSeq);
-      } catch (err) {
-        // Still unsaved (a full or read-only data dir): the next timer tick tries again.
-        this.pipeline.vectorsDirty = true;
-        throw err;
-      }
+      saved = this.#vectors.save(this.pipeline.lastSeq);
     });
+    this.#saving = saved.catch(() => {});
+    try {
+      await saved;
+    } catch (err) {
+      // Still unsaved (a full or read-only data dir): the next timer tick tries again.
+      this.pipeline.vectorsDirty = true;
+      throw err;
+    }
   }
 
   isReady(): boolean {

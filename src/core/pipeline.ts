@@ -612,18 +612,24 @@ export class Pipeline {
         if (this.#abort.signal.aborted) return;
         const vec = vecs[i];
         if (!vec) needing.push(ids[i]!);
-        else if (catalog.has(ids[i]!)) vectors.add(ids[i]!, vec);
+        else if (catalog.has(ids[i]!)) this.#addVector(vectors, ids[i]!, vec);
         await slicer.pause();
       }
       for (let i = 0; i < needing.length && !this.#abort.signal.aborted; i += this.#deps.config.embed_batch) {
         const page = needing.slice(i, i + this.#deps.config.embed_batch);
         const stored = await engine.chunkEmbeddings(modelKey, page);
         for (let j = 0; j < page.length; j++) {
-          if (stored[j] && catalog.has(page[j]!)) vectors.add(page[j]!, stored[j]!);
+          if (stored[j] && catalog.has(page[j]!)) this.#addVector(vectors, page[j]!, stored[j]!);
           await slicer.pause();
         }
       }
     }
+  }
+
+  /** Adds one vector; a snapshot begun meanwhile has not got it, so the next one must be written. */
+  #addVector(vectors: VectorIndex, id: number, vec: Float32Array): void {
+    vectors.add(id, vec);
+    this.vectorsDirty = true;
   }
 }
 

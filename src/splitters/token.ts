@@ -11,11 +11,13 @@ import type { ChunkDraft, Metadata, ParsedPart, Splitter } from '../core/types.j
 const MAX_EXACT_PIECE = 64;
 const MAX_CACHE_ENTRIES = 200_000;
 /** Parts longer than this (in characters, ~10 ms of work) are split in slices that yield to the event loop. */
-const SLICED_CHARS = 256 * 1024;
+export const SLICED_CHARS = 256 * 1024;
 /** Work between two yields while splitting in slices. */
 const SLICE_MS = 8;
 /** Pieces (or boundaries) passed between two checks of the clock. */
 const PIECES_PER_STEP = 256;
+/** Texts up to this long are counted in one step (well under a millisecond). */
+const STEP_CHARS = 4096;
 
 /**
  * Counts cl100k tokens fast. tiktoken first cuts text into pieces with a regex (words with
@@ -48,6 +50,21 @@ export class TokenCounter {
     return n;
   }
 
+  /** `count`, as steps for a splitter running in slices: yields every few hundred pieces. */
+  *countSteps(text: string): Generator<void, number> {
+    if (text.length <= STEP_CHARS) return this.count(text);
+    let n = 0;
+    let step = 0;
+    for (const m of text.matchAll(this.pieces())) {
+      if (++step === PIECES_PER_STEP) {
+        step = 0;
+        yield;
+      }
+      n += this.pieceTokens(m[0]);
+    }
+    return n;
+  }
+
   /** A fresh global regex over the encoding's pieces (fresh: `lastIndex` is per caller). */
   pieces(): RegExp {
     return new RegExp(this.#pattern, 'gu');
@@ -69,9 +86,18 @@ export class TokenCounter {
     const n = this.#encoder.encode(piece, [], []).length;
     // Bounded: a long-running server splits millions of documents.
     if (this.#cache.size >= MAX_CACHE_ENTRIES) this.#cache.clear();
-    this.#cache.set(piece, n);
+    this.#cache.set(ownCopy(piece), n);
     return n;
   }
+}
+
+/**
+ * `s` as a string of its own. A piece cut out of a document is a view into the whole text (V8
+ * slices strings of 13 characters or more without copying), so a cached piece would keep a
+ * 31 MB document in memory after it is indexed; concatenating and slicing again copies it.
+ */
+function ownCopy(s: string): string {
+  return s.length < 13 ? s : ` ${s}`.slice(1);
 }
 
 /** End of the slice of `s` from `i` that long pieces are counted by: 64 code units, whole surrogate pairs. */
@@ -295,7 +321,7 @@ export class TokenSplitter implements Splitter {
   /** Chunks of `parts`; a Promise when they are long enough to be split in slices that yield to the event loop. */
   split(parts: ParsedPart[], documentMetadata: Metadata): ChunkDraft[] | Promise<ChunkDraft[]> {
     const steps = this.#splitParts(parts, documentMetadata);
-    return parts.some((p) => p.text.length > SLICED_CHARS) ? inSlices(steps) : drain(steps);
+    return totalLength(parts) > SLICED_CHARS ? inSlices(steps) : drain(steps);
   }
 
   /** The chunk texts of one text, in order. */
@@ -306,6 +332,11 @@ export class TokenSplitter implements Splitter {
   /** `splitText`, in slices that yield to the event loop (for texts of megabytes). */
   splitTextInSlices(text: string): Promise<string[]> {
     return inSlices(this.#splitText(text));
+  }
+
+  /** `splitText` as steps, for a splitter built on this one that runs its own slices. */
+  splitTextSteps(text: string): Generator<void, string[]> {
+    return this.#splitText(text);
   }
 
   *#splitParts(parts: ParsedPart[], documentMetadata: Metadata): Generator<void, ChunkDraft[]> {
@@ -520,8 +551,15 @@ function isHighSurrogate(c: number): boolean {
   return c >= 0xd800 && c <= 0xdbff;
 }
 
+/** Characters in all of `parts`: many small parts take as long to split as one big one. */
+export function totalLength(parts: readonly ParsedPart[]): number {
+  let n = 0;
+  for (const p of parts) n += p.text.length;
+  return n;
+}
+
 /** Runs a splitting generator to the end at once. */
-function drain<T>(steps: Generator<void, T>): T {
+export function drain<T>(steps: Generator<void, T>): T {
   for (;;) {
     const r = steps.next();
     if (r.done) return r.value;
@@ -529,7 +567,7 @@ function drain<T>(steps: Generator<void, T>): T {
 }
 
 /** Runs a splitting generator to the end, yielding to the event loop every few milliseconds. */
-async function inSlices<T>(steps: Generator<void, T>): Promise<T> {
+export async function inSlices<T>(steps: Generator<void, T>): Promise<T> {
   let since = performance.now();
   for (;;) {
     const r = steps.next();
