@@ -111,3 +111,15 @@ export function wideCsv(columns: number, rows: number, seed = 2): string {
   }
   return lines.join('\n') + '\n';
 }
+
+/** A Markdown book of about `bytes` bytes: `syntheticText` paragraphs under a chapter heading and a small table every 400 paragraphs. */
+export function syntheticMarkdown(bytes: number, seed = 3): string {
+  const out: string[] = ['# Book'];
+  syntheticText(bytes, seed)
+    .split('\n\n')
+    .forEach((paragraph, i) => {
+      if (i % 400 === 0) out.push(`## Chapter ${i / 400 + 1}`, `| chapter | paragraphs |\n|---|---|\n| ${i / 400 + 1} | 400 |`);
+      out.push(paragraph);
+    });
+  return out.join('\n\n') + '\n';
+}
