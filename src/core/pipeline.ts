@@ -66,6 +66,11 @@ interface PendingCommit {
   reject(err: unknown): void;
 }
 
+/** Chunks added or removed by one commit beyond which freed memory is given back (a document of ~1.5 MB of text). */
+const RELEASE_MEMORY_AFTER_CHUNKS = 2000;
+/** Wait before giving it back: the last steps' garbage is collected meanwhile. */
+const RELEASE_MEMORY_DELAY_MS = 2000;
+
 function changeKey(change: Change): string {
   return change.kind === 'upsert' ? change.doc.key : change.key;
 }
@@ -109,6 +114,7 @@ export class Pipeline {
   readonly #seenAt = new WeakMap<Change, number>();
   /** The seen time of the change in flight for each key (keys in flight are unique). */
   readonly #inFlightSeenAt = new Map<string, number>();
+  #releaseTimer: NodeJS.Timeout | null = null;
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
@@ -191,6 +197,7 @@ export class Pipeline {
     this.#retries.clear();
     if (this.#heldTimer) clearTimeout(this.#heldTimer);
     if (this.#catchUpTimer) clearTimeout(this.#catchUpTimer);
+    if (this.#releaseTimer) clearTimeout(this.#releaseTimer);
     // One last try for what the data directory refused; if it still does, the store never saw
     // these versions, so the sources send them again after a restart.
     this.#buffer.unshift(...this.#held.splice(0));
@@ -443,6 +450,7 @@ export class Pipeline {
       });
       committed = fresh;
       await this.#addVectors(backlog);
+      this.#releaseMemoryAfter(result);
       this.lastSeq = Math.max(this.lastSeq, result.seq);
       this.#emitChange(result.seq, committed);
       this.#emitSettled(committed);
@@ -624,6 +632,22 @@ export class Pipeline {
         }
       }
     }
+  }
+
+  /**
+   * After a commit that added or removed many chunks (a large document), gives the memory its
+   * text, chunks and buffers took back to the system once they are freed: a moment later, so
+   * the garbage of the last steps is collected first.
+   */
+  #releaseMemoryAfter(result: CommitResult): void {
+    let changed = 0;
+    for (const d of result.documents) changed += d.added.length + d.removed.length;
+    if (changed < RELEASE_MEMORY_AFTER_CHUNKS || this.#releaseTimer || this.#closed) return;
+    this.#releaseTimer = setTimeout(() => {
+      this.#releaseTimer = null;
+      this.#deps.engine.releaseMemory().catch((err: unknown) => this.#deps.logger.debug('memory not released', { error: describeError(err) }));
+    }, RELEASE_MEMORY_DELAY_MS);
+    this.#releaseTimer.unref();
   }
 
   /** Adds one vector; a snapshot begun meanwhile has not got it, so the next one must be written. */

@@ -111,6 +111,7 @@ interface NativeEngine {
   readonly rebuilt: string | null;
   commit(model: string, ops: NativeOp[], hold?: boolean | null): Promise<NativeCommitResult>;
   publish(): Promise<void>;
+  releaseMemory(): Promise<boolean>;
   lookupEmbeddings(model: string, textHashes: string[]): Promise<NativeVectors>;
   chunkEmbeddings(model: string, ids: number[]): Promise<NativeVectors>;
   searchText(query: string, k: number, allowedIds: number[] | null): Promise<{ id: number; score: number }[]>;
@@ -343,6 +344,10 @@ class NativeBackedEngine implements Engine {
 
   publish(): Promise<void> {
     return call('publish', () => this.native.publish());
+  }
+
+  releaseMemory(): Promise<boolean> {
+    return call('releaseMemory', () => this.native.releaseMemory());
   }
 
   /**

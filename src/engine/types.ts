@@ -122,6 +122,11 @@ export interface Engine {
   commit(model: string, ops: DocumentOp[], options?: { hold?: boolean }): Promise<CommitResult>;
   /** Makes what held commits wrote visible to reads and searches (a no-op when nothing is held). */
   publish(): Promise<void>;
+  /**
+   * Gives memory the process freed back to the system (glibc keeps it in its arenas, so RSS
+   * would stay at its peak after a large document); false where the allocator has no way.
+   */
+  releaseMemory(): Promise<boolean>;
   /** Cached embeddings for (model, textHash), null where none: the chunk diff. */
   lookupEmbeddings(model: string, textHashes: string[]): Promise<(Float32Array | null)[]>;
   /** Stores embeddings in the cache under `model` (vectors computed outside a document commit). */

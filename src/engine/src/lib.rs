@@ -38,6 +38,21 @@ pub struct Job<T: Send + 'static> {
     work: Option<Work<T>>,
 }
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory() -> bool {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+    }
+    // SAFETY: malloc_trim only returns free pages of the allocator's arenas to the kernel.
+    unsafe { malloc_trim(0) };
+    true
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() -> bool {
+    false
+}
+
 fn job<T: Send + ToNapiValue + TypeName + 'static>(
     f: impl FnOnce() -> std::result::Result<T, EngineError> + Send + 'static,
 ) -> AsyncTask<Job<T>> {
@@ -423,6 +438,14 @@ impl NativeEngine {
     pub fn publish(&self) -> AsyncTask<Job<()>> {
         let inner = self.inner.clone();
         job(move || inner.publish())
+    }
+
+    /// Gives memory freed by the process back to the system; true when the allocator has a way.
+    /// glibc keeps freed heap in each thread's arena for reuse, so after a large document (its
+    /// text, chunks and index buffers, freed) the process would stay hundreds of MB larger.
+    #[napi(catch_unwind)]
+    pub fn release_memory(&self) -> AsyncTask<Job<bool>> {
+        job(|| Ok(release_freed_memory()))
     }
 
     #[napi(catch_unwind)]
