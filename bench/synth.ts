@@ -64,3 +64,62 @@ export async function syntheticCorpus(sciFactFolder: string, dir: string, count:
   await writeFile(join(root, 'complete'), String(count));
   return folder;
 }
+
+const SYLLABLES = ['ka', 'lo', 'mi', 'ren', 'ta', 'vo', 'shu', 'bel', 'dra', 'nix', 'po', 'qua', 'ser', 'tum', 'gal', 'fe', 'zor', 'wi', 'han', 'ost'];
+
+/**
+ * Prose of about `bytes` bytes with varied words (syllables drawn by a PRNG seeded with
+ * `seed`): sentences of 6–20 words, paragraphs of 3–7 sentences, so a splitter cuts it as it
+ * cuts a real book and the text index sees many distinct terms.
+ */
+export function syntheticText(bytes: number, seed = 1): string {
+  const random = prng(seed);
+  const vocabulary: string[] = [];
+  for (let i = 0; i < 20_000; i++) {
+    let w = '';
+    for (let s = 1 + Math.floor(random() * 3); s > 0; s--) w += SYLLABLES[Math.floor(random() * SYLLABLES.length)];
+    vocabulary.push(w);
+  }
+  const paragraphs: string[] = [];
+  let size = 0;
+  while (size < bytes) {
+    const sentences: string[] = [];
+    for (let s = 3 + Math.floor(random() * 5); s > 0; s--) {
+      const words: string[] = [];
+      for (let n = 6 + Math.floor(random() * 15); n > 0; n--) words.push(vocabulary[Math.floor(random() * vocabulary.length)]!);
+      const sentence = words.join(' ');
+      sentences.push(sentence[0]!.toUpperCase() + sentence.slice(1) + '.');
+    }
+    const paragraph = sentences.join(' ');
+    paragraphs.push(paragraph);
+    size += paragraph.length + 2;
+  }
+  return paragraphs.join('\n\n').slice(0, bytes);
+}
+
+/** A CSV of `rows` records with `columns` one-digit columns each (a header row first): the wide-table case. */
+export function wideCsv(columns: number, rows: number, seed = 2): string {
+  const random = prng(seed);
+  const lines: string[] = [];
+  const header: string[] = [];
+  for (let c = 0; c < columns; c++) header.push(`c${c}`);
+  lines.push(header.join(','));
+  for (let r = 0; r < rows; r++) {
+    const cells: string[] = [];
+    for (let c = 0; c < columns; c++) cells.push(String(Math.floor(random() * 10)));
+    lines.push(cells.join(','));
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** A Markdown book of about `bytes` bytes: `syntheticText` paragraphs under a chapter heading and a small table every 400 paragraphs. */
+export function syntheticMarkdown(bytes: number, seed = 3): string {
+  const out: string[] = ['# Book'];
+  syntheticText(bytes, seed)
+    .split('\n\n')
+    .forEach((paragraph, i) => {
+      if (i % 400 === 0) out.push(`## Chapter ${i / 400 + 1}`, `| chapter | paragraphs |\n|---|---|\n| ${i / 400 + 1} | 400 |`);
+      out.push(paragraph);
+    });
+  return out.join('\n\n') + '\n';
+}

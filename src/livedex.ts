@@ -40,6 +40,7 @@ function pushRoutes(index: LiveIndex, config: LivedexConfig): PushRouteOptions {
   return {
     target: () => index.sources().find(isPushTarget) ?? null,
     maxBytes: config.pipeline.max_file_bytes,
+    maxMetadataBytes: config.pipeline.max_metadata_bytes,
     parses: (extension) => index.parses(extension),
   };
 }

@@ -9,6 +9,7 @@ import { HnswIndex, hnswIndexPlugin, type HnswOptions } from '../src/indexes/hns
 import { vectorIndexPlugins } from '../src/indexes/index.js';
 // Deterministic vectors (mulberry32), so that failures reproduce.
 import { rng } from './helpers/engine-fixtures.js';
+import { watchEventLoop } from './helpers/stalls.js';
 
 const DIM = 32;
 
@@ -257,6 +258,40 @@ describe('hnsw vector index', () => {
     assert.equal(loaded.size, 300);
     assert.equal(loaded.has(0), true);
     assert.equal(loaded.has(350), false);
+  });
+
+  it('puts back the changes made during a snapshot in slices, and a later change of an id wins over the one waiting', async () => {
+    const dir = freshDir();
+    const { index } = await open(dir);
+    const vs = vectors(3000, 14);
+    for (let i = 0; i < 200; i++) index.add(i, vs[i]!);
+    const saving = index.save(1);
+    let settled = false;
+    void saving.finally(() => (settled = true));
+    // Thousands wait while the graph is written (~a millisecond each to put back).
+    for (let i = 200; i < 2200; i++) index.add(i, vs[i]!);
+    const expected = new Map<number, Float32Array>(Array.from({ length: 2200 }, (_, i) => [i, vs[i]!] as const));
+    const loop = watchEventLoop();
+    let turns = 0;
+    for (let k = 0; !settled; k++) {
+      // Between slices: change ids still waiting (from the end) and ids already back (from the start).
+      const waiting = 2199 - k;
+      index.remove(waiting);
+      expected.delete(waiting);
+      index.add(k, vs[2200 + k]!);
+      expected.set(k, vs[2200 + k]!);
+      assert.equal(index.size, expected.size);
+      assert.equal(index.search(vs[2200 + k]!, 1)[0]!.id, k);
+      await new Promise((r) => setImmediate(r));
+      turns++;
+    }
+    await saving;
+    const { worstHeldMs } = loop.stop();
+    // Put back at once, they held the event loop ~10× as long.
+    assert.ok(worstHeldMs <= 60, `the event loop was held at most 60 ms at a time (${worstHeldMs} ms, ${turns} turns)`);
+    assert.equal(index.size, expected.size);
+    assert.deepEqual(index.ids().sort((a, b) => a - b), [...expected.keys()].sort((a, b) => a - b));
+    for (const [id, v] of [...expected].filter((_, i) => i % 97 === 0)) assert.equal(index.search(v, 1)[0]!.id, id, `id ${id} keeps its last vector`);
   });
 
   it('starts empty, without throwing, when the graph file is truncated', async () => {

@@ -63,6 +63,12 @@ export const PipelineConfig = z.strictObject({
   concurrency: z.number().int().min(1).default(4).describe('documents processed at once'),
   queue_size: z.number().int().min(16).default(2048).describe('changes held before sources are slowed down'),
   max_file_bytes: z.number().int().min(1).default(32 * 1024 * 1024).describe('larger files are marked failed'),
+  // Paths, titles, tags and ACLs take a few KB; 64 KB leaves room for long ACLs and descriptions
+  // while a document's metadata stays small beside its text (it is held per document in memory).
+  max_metadata_bytes: z.number().int().min(1024).default(64 * 1024).describe("largest metadata of a document (its JSON); a push over it gets 413, a source's document is marked failed"),
+  // 32 MB of prose at 400 tokens a chunk is about 40,000 chunks; 100,000 leaves room for smaller
+  // chunks and wide tables, and bounds one document's vectors and catalog entries (~3 KB a chunk).
+  max_chunks_per_document: z.number().int().min(1).default(100_000).describe('a document split into more chunks is marked failed'),
   commit_batch: z.number().int().min(1).default(128).describe('documents per store commit at most'),
   commit_delay_ms: z.number().int().min(0).default(15).describe('wait for more work before committing'),
   embed_batch: z.number().int().min(1).default(64).describe('texts per embedder call'),

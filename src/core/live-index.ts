@@ -72,7 +72,7 @@ const PARSING_CURSOR = 'livedex:parsing';
 
 /**
  * A failed file stays failed until its source reports another version — or until what parses it
- * changes (the parsers, splitters, sandbox limits, size limit, or livedex itself after an upgrade):
+ * changes (the parsers, splitters, sandbox limits, size limits, or livedex itself after an upgrade):
  * then each failed document gets a version its source will not match, so the next listing reads it again.
  */
 async function retryFailedIfParsingChanged(engine: Engine, config: LivedexConfig, modelKey: string, logger: Logger): Promise<void> {
@@ -83,6 +83,8 @@ async function retryFailedIfParsingChanged(engine: Engine, config: LivedexConfig
     splitters: config.splitters,
     sandbox: config.sandbox,
     max_file_bytes: config.pipeline.max_file_bytes,
+    max_metadata_bytes: config.pipeline.max_metadata_bytes,
+    max_chunks_per_document: config.pipeline.max_chunks_per_document,
   });
   const before = await engine.getCursor(PARSING_CURSOR);
   if (before === parsing) return;
@@ -139,6 +141,8 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
   #nextModel: { embedder: Embedder; ref: ModelRef } | null = null;
   #building: ModelBuild | null = null;
   #modelSwitch: Promise<void> = Promise.resolve();
+  /** The vector snapshot being written (settles, never rejects): a model switch waits for it before removing the old folder. */
+  #saving: Promise<void> = Promise.resolve();
   #sandbox: ParseSandbox | null = null;
   /** Extensions some configured parser claims (the text fallback aside). */
   #parserExtensions: ReadonlySet<string> = new Set();
@@ -340,6 +344,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     }
     this.#building = null;
     await closeEmbedder(previous);
+    await this.#saving;
     await rm(previousDir, { recursive: true, force: true });
     logger.info('embedding model switched', { model: next.embedder.modelKey, chunks: this.catalog.size });
   }
@@ -430,16 +435,21 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
   /** Writes the vector snapshot if anything changed since the last one. */
   async snapshot(): Promise<void> {
     if (this.#opts.readOnly || !this.pipeline.vectorsDirty) return;
+    // The lock covers only the start, where the index captures its state: writing the files
+    // takes seconds for a large index, and queries go on meanwhile.
+    let saved: Promise<void> = Promise.resolve();
     await this.#lock.write(async () => {
       this.pipeline.vectorsDirty = false;
-      try {
-        await this.#vectors.save(this.pipeline.lastSeq);
-      } catch (err) {
-        // Still unsaved (a full or read-only data dir): the next timer tick tries again.
-        this.pipeline.vectorsDirty = true;
-        throw err;
-      }
+      saved = this.#vectors.save(this.pipeline.lastSeq);
     });
+    this.#saving = saved.catch(() => {});
+    try {
+      await saved;
+    } catch (err) {
+      // Still unsaved (a full or read-only data dir): the next timer tick tries again.
+      this.pipeline.vectorsDirty = true;
+      throw err;
+    }
   }
 
   isReady(): boolean {

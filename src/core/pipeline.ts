@@ -7,6 +7,7 @@ import type { Catalog } from './catalog.js';
 import type { PipelineConfig } from './config.js';
 import { describeError, isTransientError, LivedexError } from './errors.js';
 import type { RwLock } from './rwlock.js';
+import { mapInSlices, Slicer } from './slices.js';
 import { describeStorageProblem, storageProblem } from './storage-error.js';
 import type { DocumentSettled } from './telemetry.js';
 import type { Change, Embedder, IndexChange, Logger, Metadata, Parser, SourceDocument, Splitter, VectorIndex } from './types.js';
@@ -42,6 +43,15 @@ export interface PipelineCounters {
   deleted: number;
 }
 
+/** Vectors of committed chunks still to go into a vector index (after the switch, in slices). */
+interface VectorBacklog {
+  vectors: VectorIndex;
+  modelKey: string;
+  ids: number[];
+  /** `vecs[i]` is the vector of `ids[i]`; null where the store has it. */
+  vecs: (Float32Array | null)[];
+}
+
 interface PendingCommit {
   op: DocumentOp;
   /** Vectors of the chunk texts of an upsert, by text hash. */
@@ -55,6 +65,11 @@ interface PendingCommit {
   resolve(): void;
   reject(err: unknown): void;
 }
+
+/** Chunks added or removed by one commit beyond which freed memory is given back (a document of ~1.5 MB of text). */
+const RELEASE_MEMORY_AFTER_CHUNKS = 2000;
+/** Wait before giving it back: the last steps' garbage is collected meanwhile. */
+const RELEASE_MEMORY_DELAY_MS = 2000;
 
 function changeKey(change: Change): string {
   return change.kind === 'upsert' ? change.doc.key : change.key;
@@ -99,6 +114,7 @@ export class Pipeline {
   readonly #seenAt = new WeakMap<Change, number>();
   /** The seen time of the change in flight for each key (keys in flight are unique). */
   readonly #inFlightSeenAt = new Map<string, number>();
+  #releaseTimer: NodeJS.Timeout | null = null;
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
@@ -181,6 +197,7 @@ export class Pipeline {
     this.#retries.clear();
     if (this.#heldTimer) clearTimeout(this.#heldTimer);
     if (this.#catchUpTimer) clearTimeout(this.#catchUpTimer);
+    if (this.#releaseTimer) clearTimeout(this.#releaseTimer);
     // One last try for what the data directory refused; if it still does, the store never saw
     // these versions, so the sources send them again after a restart.
     this.#buffer.unshift(...this.#held.splice(0));
@@ -252,8 +269,11 @@ export class Pipeline {
     // must not cut the growing delay short); a new version goes ahead.
     const waiting = this.#retries.get(doc.key);
     if (waiting?.timer && waiting.version === doc.version) return;
-    const metadata: Metadata = { ...doc.metadata, seen_at: Math.floor(Date.now() / 1000) };
+    // Oversized metadata is refused whole, and kept only as far as it fits, to say what failed.
+    const oversized = metadataTooLarge(doc.metadata, this.#deps.config.max_metadata_bytes);
+    const metadata: Metadata = { ...(oversized ? trimMetadata(doc.metadata, this.#deps.config.max_metadata_bytes) : doc.metadata), seen_at: Math.floor(Date.now() / 1000) };
     try {
+      if (oversized) throw oversized;
       await this.#index(doc, metadata, release, redo);
       this.#clearRetry(doc.key);
     } catch (err) {
@@ -331,7 +351,10 @@ export class Pipeline {
     const parts = await parser.parse({ key: doc.key, bytes, extension, metadata, signal: this.#abort.signal });
     this.counters.parsed++;
     const drafts = await (this.#deps.splitters?.get(parser.name) ?? splitter).split(parts, metadata);
-    const hashes = drafts.map((d) => sha256(d.text));
+    if (drafts.length > config.max_chunks_per_document) {
+      throw new LivedexError('parse_failed', `the document splits into ${drafts.length} chunks, above the ${config.max_chunks_per_document} limit (pipeline.max_chunks_per_document)`);
+    }
+    const hashes = await mapInSlices(drafts, (d) => sha256(d.text), this.#abort.signal);
 
     // Chunk diff: texts with a stored embedding under this model are not embedded again.
     const unique = [...new Set(hashes)];
@@ -347,7 +370,10 @@ export class Pipeline {
     this.counters.embeddingsReused += unique.length - missing.length;
     if (missing.length > 0) {
       const textByHash = new Map(hashes.map((h, i) => [h, drafts[i]!.text]));
+      // An in-process embedder answers without a macrotask: yield between its batches.
+      const slicer = new Slicer(this.#abort.signal);
       for (let i = 0; i < missing.length; i += config.embed_batch) {
+        await slicer.pause();
         const batch = missing.slice(i, i + config.embed_batch);
         const embedded = await embedder.embed(batch.map((h) => textByHash.get(h)!), this.#abort.signal);
         if (embedded.length !== batch.length) {
@@ -360,10 +386,10 @@ export class Pipeline {
         this.counters.embedded += batch.length;
       }
     }
-    const chunks = drafts.map((d, i) => {
+    const chunks = await mapInSlices(drafts, (d, i) => {
       const textHash = hashes[i]!;
       return { ordinal: i, text: d.text, textHash, metadata: d.metadata, ...(fresh.has(textHash) ? { embedding: vectors.get(textHash)! } : {}) };
-    });
+    }, this.#abort.signal);
     await this.#commit({ op: 'upsert', key: doc.key, version: doc.version, contentHash, metadata, chunks }, vectors, release, model);
   }
 
@@ -401,18 +427,30 @@ export class Pipeline {
   async #commitBatch(batch: PendingCommit[]): Promise<void> {
     const { engine, lock, logger } = this.#deps;
     let committed: PendingCommit[] = [];
+    let backlog: VectorBacklog[] = [];
     try {
-      const result = await lock.write(async () => {
-        // The model may have switched (under this lock) since these were embedded: redo those.
-        const model = this.#deps.embedder.modelKey;
-        const stale = batch.filter((p) => p.modelKey !== null && p.modelKey !== model);
-        for (const p of stale) p.redo?.();
-        const fresh = stale.length === 0 ? batch : batch.filter((p) => !stale.includes(p));
-        const res = await engine.commit(model, fresh.map((p) => p.op));
-        await this.#apply(res, fresh);
-        committed = fresh;
-        return res;
+      // The model may have switched since these were embedded: redo those.
+      const model = this.#deps.embedder.modelKey;
+      const stale = batch.filter((p) => p.modelKey !== null && p.modelKey !== model);
+      for (const p of stale) p.redo?.();
+      const fresh = stale.length === 0 ? batch : batch.filter((p) => !stale.includes(p));
+      // Held: queries keep the previous state while the store and the text index take the
+      // batch (seconds for a huge document), then switch with the catalog in one short step.
+      const result = await engine.commit(model, fresh.map((p) => p.op), { hold: true });
+      await lock.write(async () => {
+        await engine.publish().catch((err: unknown) => logger.warn('text index not reloaded after a commit', { error: describeError(err) }));
+        if (this.#deps.embedder.modelKey === model) {
+          backlog = this.#apply(result, fresh);
+          return;
+        }
+        // The model switched during the commit: the catalog follows the store, and the new
+        // model's vectors come from processing these documents again.
+        this.#apply(result, fresh);
+        for (const p of fresh) if (p.op.op === 'upsert') p.redo?.();
       });
+      committed = fresh;
+      await this.#addVectors(backlog);
+      this.#releaseMemoryAfter(result);
       this.lastSeq = Math.max(this.lastSeq, result.seq);
       this.#emitChange(result.seq, committed);
       this.#emitSettled(committed);
@@ -529,10 +567,15 @@ export class Pipeline {
     }
   }
 
-  /** Mirrors a store commit into the vector index and the catalog (under the write lock). */
-  async #apply(result: CommitResult, batch: PendingCommit[]): Promise<void> {
-    const { vectors, catalog, engine, embedder } = this.#deps;
+  /**
+   * Mirrors a store commit into the catalog and removes the vectors of removed chunks (under
+   * the write lock, one short step); returns the vectors still to add. Adding them takes
+   * ~1 ms a vector (hnswlib is synchronous), so they go in after the switch, in slices.
+   */
+  #apply(result: CommitResult, batch: PendingCommit[]): VectorBacklog[] {
+    const { vectors, catalog, embedder } = this.#deps;
     const byKey = new Map(batch.map((p) => [p.op.key, p]));
+    const backlog: VectorBacklog[] = [];
     for (const doc of result.documents) {
       const pending = byKey.get(doc.key);
       if (!pending) continue;
@@ -542,23 +585,101 @@ export class Pipeline {
         catalog.removeDocument(doc.key);
         this.counters.deleted++;
       } else if (op.op === 'upsert') {
-        const needing: number[] = [];
-        for (const id of doc.added) {
-          const ordinal = doc.current.indexOf(id);
-          const vec = pending.vectors?.get(op.chunks[ordinal]?.textHash ?? '');
-          if (vec) vectors.add(id, vec);
-          else needing.push(id);
-        }
-        if (needing.length > 0) {
-          const stored = await engine.chunkEmbeddings(embedder.modelKey, needing);
-          needing.forEach((id, i) => stored[i] && vectors.add(id, stored[i]!));
+        // New chunks, and kept ones the index lacks (committed while the model switched).
+        const added = new Set(doc.added);
+        const ids: number[] = [];
+        const vecs: (Float32Array | null)[] = [];
+        doc.current.forEach((id, ordinal) => {
+          if (!added.has(id) && vectors.has(id)) return;
+          ids.push(id);
+          vecs.push(pending.vectors?.get(op.chunks[ordinal]?.textHash ?? '') ?? null);
+        });
+        if (ids.length > 0) {
+          backlog.push({ vectors, modelKey: embedder.modelKey, ids, vecs });
+          this.vectorsDirty = true;
         }
         catalog.setDocument(doc.key, doc.current, op.chunks.map((c) => c.metadata));
         this.counters.committed++;
       }
       if (doc.removed.length > 0 || doc.added.length > 0) this.vectorsDirty = true;
     }
+    return backlog;
   }
+
+  /**
+   * Adds committed chunks' vectors, yielding between slices. A chunk id is never reused, so a
+   * chunk that a later commit removed meanwhile (no longer in the catalog) is skipped, never
+   * revived. Stopped by shutdown, the rest is filled from the store on the next open.
+   */
+  async #addVectors(backlog: VectorBacklog[]): Promise<void> {
+    const { catalog, engine } = this.#deps;
+    const slicer = new Slicer();
+    for (const { vectors, modelKey, ids, vecs } of backlog) {
+      const needing: number[] = [];
+      for (let i = 0; i < ids.length; i++) {
+        if (this.#abort.signal.aborted) return;
+        const vec = vecs[i];
+        if (!vec) needing.push(ids[i]!);
+        else if (catalog.has(ids[i]!)) this.#addVector(vectors, ids[i]!, vec);
+        await slicer.pause();
+      }
+      for (let i = 0; i < needing.length && !this.#abort.signal.aborted; i += this.#deps.config.embed_batch) {
+        const page = needing.slice(i, i + this.#deps.config.embed_batch);
+        const stored = await engine.chunkEmbeddings(modelKey, page);
+        for (let j = 0; j < page.length; j++) {
+          if (stored[j] && catalog.has(page[j]!)) this.#addVector(vectors, page[j]!, stored[j]!);
+          await slicer.pause();
+        }
+      }
+    }
+  }
+
+  /**
+   * After a commit that added or removed many chunks (a large document), gives the memory its
+   * text, chunks and buffers took back to the system once they are freed: a moment later, so
+   * the garbage of the last steps is collected first.
+   */
+  #releaseMemoryAfter(result: CommitResult): void {
+    let changed = 0;
+    for (const d of result.documents) changed += d.added.length + d.removed.length;
+    if (changed < RELEASE_MEMORY_AFTER_CHUNKS || this.#releaseTimer || this.#closed) return;
+    this.#releaseTimer = setTimeout(() => {
+      this.#releaseTimer = null;
+      this.#deps.engine.releaseMemory().catch((err: unknown) => this.#deps.logger.debug('memory not released', { error: describeError(err) }));
+    }, RELEASE_MEMORY_DELAY_MS);
+    this.#releaseTimer.unref();
+  }
+
+  /** Adds one vector; a snapshot begun meanwhile has not got it, so the next one must be written. */
+  #addVector(vectors: VectorIndex, id: number, vec: Float32Array): void {
+    vectors.add(id, vec);
+    this.vectorsDirty = true;
+  }
+}
+
+/** The reason `metadata` is refused (its JSON is larger than `max` bytes), or null. */
+function metadataTooLarge(metadata: Metadata, max: number): LivedexError | null {
+  const size = jsonBytes(metadata);
+  if (size <= max) return null;
+  return new LivedexError('parse_failed', `the metadata is ${size} bytes of JSON, above the ${max} bytes limit (pipeline.max_metadata_bytes)`, { field: 'metadata' });
+}
+
+/** `metadata` without its largest values, until its JSON fits in `max` bytes. */
+function trimMetadata(metadata: Metadata, max: number): Metadata {
+  const sizes = Object.entries(metadata).map(([k, v]) => [k, jsonBytes({ [k]: v })] as const);
+  sizes.sort((a, b) => b[1] - a[1]);
+  const kept = { ...metadata };
+  let size = jsonBytes(kept);
+  for (const [k, n] of sizes) {
+    if (size <= max) break;
+    delete kept[k];
+    size -= n - 1;
+  }
+  return kept;
+}
+
+function jsonBytes(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
 }
 
 function tooLarge(size: number, max: number): LivedexError {

@@ -4,15 +4,20 @@
  * Every method runs on the libuv thread pool (napi AsyncTask) and returns a Promise; errors
  * thrown by the engine become `LivedexError('engine_error', …)` with the native error as cause.
  * Metadata crosses N-API as JSON strings, embeddings as Float32Array, chunk ids as numbers.
+ * A document's metadata is stored once: each chunk carries only the keys it sets itself and
+ * inherits the rest; reads put them together again, so callers see complete metadata per chunk.
  */
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { isDeepStrictEqual } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { LivedexError } from '../core/errors.js';
 import type { DocumentStatus, Metadata } from '../core/types.js';
 import type {
   ChunkMetaRow,
   ChunkRow,
+  ChunkWrite,
   CommitResult,
   DocumentOp,
   DocumentRow,
@@ -31,7 +36,9 @@ interface NativeChunkWrite {
   ordinal: number;
   text: string;
   textHash: string;
+  /** JSON: the chunk's own keys when `inherits`, else its complete metadata. */
   metadata: string;
+  inherits?: boolean | undefined;
   embedding?: Float32Array | undefined;
 }
 
@@ -44,6 +51,7 @@ interface NativeOp {
   status?: string | undefined;
   error?: string | undefined;
   chunks?: NativeChunkWrite[] | undefined;
+  staged?: number | undefined;
 }
 
 interface NativeCommitResult {
@@ -64,6 +72,13 @@ interface NativeChunkRow {
   text?: string | null;
   textHash: string;
   metadata: string;
+  inherits: boolean;
+}
+
+interface NativeChunkPage {
+  rows: NativeChunkRow[];
+  /** The metadata of each document a row inherits from, once. */
+  documents: { key: string; metadata: string }[];
 }
 
 interface NativeDocumentRow {
@@ -94,12 +109,16 @@ interface NativeEngine {
   readonly dir: string;
   readonly readOnly: boolean;
   readonly rebuilt: string | null;
-  commit(model: string, ops: NativeOp[]): Promise<NativeCommitResult>;
+  commit(model: string, ops: NativeOp[], hold?: boolean | null): Promise<NativeCommitResult>;
+  publish(): Promise<void>;
+  releaseMemory(): Promise<boolean>;
   lookupEmbeddings(model: string, textHashes: string[]): Promise<NativeVectors>;
   chunkEmbeddings(model: string, ids: number[]): Promise<NativeVectors>;
   searchText(query: string, k: number, allowedIds: number[] | null): Promise<{ id: number; score: number }[]>;
-  getChunks(ids: number[]): Promise<NativeChunkRow[]>;
-  listChunks(afterId: number, limit: number): Promise<NativeChunkRow[]>;
+  getChunks(ids: number[]): Promise<NativeChunkPage>;
+  listChunks(afterId: number, limit: number): Promise<NativeChunkPage>;
+  stageChunks(token: number | null, chunks: NativeChunkWrite[]): number;
+  dropStaged(token: number): void;
   getDocument(key: string): Promise<NativeDocumentRow | null>;
   listDocuments(): Promise<NativeDocumentRow[]>;
   getCursor(name: string): Promise<string | null>;
@@ -162,6 +181,10 @@ function toJson(value: Metadata | undefined, what: string): string {
   return JSON.stringify(value);
 }
 
+function isObject(value: unknown): value is Metadata {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
 function parseJson(text: string): Metadata {
   const v: unknown = JSON.parse(text);
   return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Metadata) : {};
@@ -170,6 +193,46 @@ function parseJson(text: string): Metadata {
 function toFloat32(v: Float32Array | ArrayLike<number>): Float32Array {
   return v instanceof Float32Array ? v : Float32Array.from(v);
 }
+
+/**
+ * What a chunk's metadata adds to its document's: the keys it sets to another value. Null when
+ * it lacks a key its document has (it is then stored complete).
+ */
+function ownMetadata(chunk: Metadata, doc: Metadata): Metadata | null {
+  if (chunk === doc) return {};
+  for (const key of Object.keys(doc)) {
+    if (doc[key] !== undefined && chunk[key] === undefined) return null;
+  }
+  const own: Metadata = {};
+  for (const [key, value] of Object.entries(chunk)) {
+    const inherited = doc[key];
+    if (value !== inherited && !(typeof value === 'object' && value !== null && isDeepStrictEqual(value, inherited))) own[key] = value;
+  }
+  return own;
+}
+
+/** Converts chunks of one document; chunks sharing one metadata object share its conversion. */
+function chunkWriter(op: Extract<DocumentOp, { op: 'upsert' }>): (c: ChunkWrite) => NativeChunkWrite {
+  let last: { metadata: Metadata; json: string; inherits: boolean } | null = null;
+  return (c) => {
+    if (last?.metadata !== c.metadata) {
+      const what = `metadata of chunk ${c.ordinal} of ${op.key}`;
+      const own = isObject(c.metadata) && isObject(op.metadata) ? ownMetadata(c.metadata, op.metadata) : null;
+      last = { metadata: c.metadata, json: toJson(own ?? c.metadata, what), inherits: own !== null };
+    }
+    return {
+      ordinal: c.ordinal,
+      text: c.text,
+      textHash: c.textHash,
+      metadata: last.json,
+      inherits: last.inherits,
+      ...(c.embedding ? { embedding: toFloat32(c.embedding) } : {}),
+    };
+  };
+}
+
+/** Chunks of one upsert handed to the engine per call beyond which they are staged in slices. */
+const STAGE_SLICE = 512;
 
 function toNativeOp(op: DocumentOp): NativeOp {
   switch (op.op) {
@@ -180,13 +243,7 @@ function toNativeOp(op: DocumentOp): NativeOp {
         version: op.version,
         contentHash: op.contentHash,
         metadata: toJson(op.metadata, `metadata of ${op.key}`),
-        chunks: op.chunks.map((c) => ({
-          ordinal: c.ordinal,
-          text: c.text,
-          textHash: c.textHash,
-          metadata: toJson(c.metadata, `metadata of chunk ${c.ordinal} of ${op.key}`),
-          ...(c.embedding ? { embedding: toFloat32(c.embedding) } : {}),
-        })),
+        chunks: op.chunks.map(chunkWriter(op)),
       };
     case 'delete':
       return { op: 'delete', key: op.key };
@@ -222,8 +279,14 @@ function unpackVectors(v: NativeVectors): (Float32Array | null)[] {
   return out;
 }
 
-function toChunkMeta(r: NativeChunkRow): ChunkMetaRow {
-  return { id: r.id, docKey: r.docKey, ordinal: r.ordinal, textHash: r.textHash, metadata: parseJson(r.metadata) };
+/** Rows with complete metadata: a chunk's own keys over its document's (parsed once per page). */
+function fromPage(page: NativeChunkPage): (ChunkMetaRow & { text?: string | null })[] {
+  const inherited = new Map(page.documents.map((d) => [d.key, parseJson(d.metadata)]));
+  return page.rows.map((r) => {
+    const own = parseJson(r.metadata);
+    const metadata = r.inherits ? { ...inherited.get(r.docKey), ...own } : own;
+    return { id: r.id, docKey: r.docKey, ordinal: r.ordinal, textHash: r.textHash, metadata, text: r.text };
+  });
 }
 
 function toDocument(r: NativeDocumentRow): DocumentRow {
@@ -259,15 +322,47 @@ class NativeBackedEngine implements Engine {
     this.textIndexRebuilt = native.rebuilt ?? null;
   }
 
-  commit(model: string, ops: DocumentOp[]): Promise<CommitResult> {
+  commit(model: string, ops: DocumentOp[], options: { hold?: boolean } = {}): Promise<CommitResult> {
     return call('commit', async () => {
-      const res = await this.native.commit(model, ops.map(toNativeOp));
+      const staged: number[] = [];
+      let res: NativeCommitResult;
+      try {
+        const native: NativeOp[] = [];
+        for (const op of ops) native.push(op.op === 'upsert' && op.chunks.length > STAGE_SLICE ? await this.#stage(op, staged) : toNativeOp(op));
+        res = await this.native.commit(model, native, options.hold === true);
+      } catch (err) {
+        for (const token of staged) this.native.dropStaged(token);
+        throw err;
+      }
       return {
         seq: res.seq,
         documents: res.documents.map((d) => ({ key: d.key, removed: d.removed, added: d.added, current: d.current })),
         ...(res.textIndexError ? { textIndexError: res.textIndexError } : {}),
       };
     });
+  }
+
+  publish(): Promise<void> {
+    return call('publish', () => this.native.publish());
+  }
+
+  releaseMemory(): Promise<boolean> {
+    return call('releaseMemory', () => this.native.releaseMemory());
+  }
+
+  /**
+   * Hands a large upsert's chunks to the engine in slices, yielding to the event loop between
+   * them (converting 40,000 chunks at once would hold the JS thread for a quarter second).
+   */
+  async #stage(op: Extract<DocumentOp, { op: 'upsert' }>, staged: number[]): Promise<NativeOp> {
+    const write = chunkWriter(op);
+    let token: number | null = null;
+    for (let i = 0; i < op.chunks.length; i += STAGE_SLICE) {
+      token = this.native.stageChunks(token, op.chunks.slice(i, i + STAGE_SLICE).map(write));
+      if (i === 0) staged.push(token);
+      await nextTurn();
+    }
+    return { ...toNativeOp({ ...op, chunks: [] }), staged: token! };
   }
 
   lookupEmbeddings(model: string, textHashes: string[]): Promise<(Float32Array | null)[]> {
@@ -293,8 +388,8 @@ class NativeBackedEngine implements Engine {
 
   getChunks(ids: number[]): Promise<ChunkRow[]> {
     return call('getChunks', async () => {
-      const rows = await this.native.getChunks(checkIds(ids, 'getChunks'));
-      return rows.map((r) => ({ ...toChunkMeta(r), text: r.text ?? '' }));
+      const rows = fromPage(await this.native.getChunks(checkIds(ids, 'getChunks')));
+      return rows.map((r) => ({ ...r, text: r.text ?? '' }));
     });
   }
 
@@ -302,7 +397,7 @@ class NativeBackedEngine implements Engine {
     return call('listChunks', async () => {
       const n = Math.max(0, Math.min(Math.floor(limit), 0xffffffff));
       if (n === 0) return [];
-      return (await this.native.listChunks(Math.floor(afterId), n)).map(toChunkMeta);
+      return fromPage(await this.native.listChunks(Math.floor(afterId), n)).map(({ text: _text, ...r }) => r);
     });
   }
 

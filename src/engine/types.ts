@@ -114,7 +114,19 @@ export interface Engine {
   readonly dir: string;
   /** Why the text index was rebuilt from the store when this engine opened (null when it was reused). */
   readonly textIndexRebuilt: string | null;
-  commit(model: string, ops: DocumentOp[]): Promise<CommitResult>;
+  /**
+   * Commits `ops` in one store transaction, then applies them to the text index. With `hold`,
+   * reads and searches keep the previous state until `publish()` (queries go on during a long
+   * commit, then switch at once); when the commit fails, nothing is held.
+   */
+  commit(model: string, ops: DocumentOp[], options?: { hold?: boolean }): Promise<CommitResult>;
+  /** Makes what held commits wrote visible to reads and searches (a no-op when nothing is held). */
+  publish(): Promise<void>;
+  /**
+   * Gives memory the process freed back to the system (glibc keeps it in its arenas, so RSS
+   * would stay at its peak after a large document); false where the allocator has no way.
+   */
+  releaseMemory(): Promise<boolean>;
   /** Cached embeddings for (model, textHash), null where none: the chunk diff. */
   lookupEmbeddings(model: string, textHashes: string[]): Promise<(Float32Array | null)[]>;
   /** Stores embeddings in the cache under `model` (vectors computed outside a document commit). */

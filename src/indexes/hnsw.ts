@@ -5,6 +5,7 @@ import path from 'node:path';
 import hnswlib from 'hnswlib-node';
 import { z } from 'zod';
 import { LivedexError, describeError } from '../core/errors.js';
+import { Slicer } from '../core/slices.js';
 import { definePlugin, type VectorIndexContext } from '../core/registry.js';
 import type { Logger, VectorFilter, VectorHit, VectorIndex } from '../core/types.js';
 
@@ -138,6 +139,8 @@ export class HnswIndex implements VectorIndex {
   readonly #slot = new Map<number, number>();
   /** While a snapshot is written from another thread the graph is read-only: changes wait here (null = removed). */
   #deferred: Map<number, number[] | null> | null = null;
+  /** True while hnswlib reads the graph on another thread; after it, only ids still waiting wait. */
+  #writing = false;
   #size = 0;
   #ef = -1;
   #saving: Promise<void> | null = null;
@@ -202,14 +205,14 @@ export class HnswIndex implements VectorIndex {
     this.#checkVector(vector);
     const vec = normalized(vector);
     if (!this.has(id)) this.#size++;
-    if (this.#deferred) this.#deferred.set(id, vec);
+    if (this.#mustWait(id)) this.#deferred!.set(id, vec);
     else this.#put(id, vec);
   }
 
   remove(id: number): void {
     if (!this.has(id)) return;
     this.#size--;
-    if (this.#deferred) this.#deferred.set(id, null);
+    if (this.#mustWait(id)) this.#deferred!.set(id, null);
     else this.#drop(id);
   }
 
@@ -256,6 +259,11 @@ export class HnswIndex implements VectorIndex {
     });
     this.#saving = settled;
     return run;
+  }
+
+  /** A change waits while the graph is being written, and after it while an older change of the same id waits. */
+  #mustWait(id: number): boolean {
+    return this.#deferred !== null && (this.#writing || this.#deferred.has(id));
   }
 
   // ───────────── graph operations (only when no snapshot is being written) ─────────────
@@ -382,6 +390,7 @@ export class HnswIndex implements VectorIndex {
     const dir = this.#ctx.dir;
     // From here until the graph file is written, hnswlib reads the graph on another thread.
     this.#deferred = new Map();
+    this.#writing = true;
     const ids = Uint32Array.from(this.#labels);
     const gen = `${seq}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
     const files = { index: `index-${gen}.hnsw`, ids: `ids-${gen}.u32` };
@@ -391,11 +400,13 @@ export class HnswIndex implements VectorIndex {
       await fsp.mkdir(dir, { recursive: true });
       await this.#graph.writeIndex(at(files.index + '.tmp'));
     } catch (err) {
-      this.#applyDeferred();
+      this.#writing = false;
+      await this.#applyDeferred();
       await fsp.rm(at(files.index + '.tmp'), { force: true });
       throw new LivedexError('internal', `vector index: cannot write snapshot in ${dir}: ${describeError(err)}`, { cause: err });
     }
-    this.#applyDeferred();
+    this.#writing = false;
+    await this.#applyDeferred();
     try {
       await syncFile(at(files.index + '.tmp'));
       const idsBytes = new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength);
@@ -426,14 +437,23 @@ export class HnswIndex implements VectorIndex {
     this.#log.debug('vector snapshot saved', { seq, count: ids.length, ms: Date.now() - started });
   }
 
-  #applyDeferred(): void {
+  /**
+   * Puts the changes that waited for the snapshot into the graph, in slices: thousands may have
+   * piled up while a large graph was written, at about a millisecond each. Meanwhile a change
+   * of an id still waiting replaces its waiting change, so each id's last change is the one that stays.
+   */
+  async #applyDeferred(): Promise<void> {
     const deferred = this.#deferred;
-    this.#deferred = null;
     if (!deferred) return;
-    for (const [id, vec] of deferred) {
+    const slicer = new Slicer();
+    while (deferred.size > 0) {
+      const [id, vec] = deferred.entries().next().value!;
+      deferred.delete(id);
       if (vec) this.#put(id, vec);
       else this.#drop(id);
+      await slicer.pause();
     }
+    this.#deferred = null;
   }
 
   /** Deletes snapshot files other than `keep` (older generations, temp files of a crashed save). */

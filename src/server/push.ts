@@ -1,6 +1,7 @@
 /** @module server/push — push ingestion: `PUT` and `DELETE /v1/documents/{key}` into a push source. */
 import { extname } from 'node:path';
 import type { Context, Hono } from 'hono';
+import { PipelineConfig } from '../core/config.js';
 import { LivedexError } from '../core/errors.js';
 import { essence, extensionForType } from '../core/media-types.js';
 import type { PushTarget } from '../core/push.js';
@@ -11,9 +12,13 @@ export interface PushRouteOptions {
   target(): PushTarget | null;
   /** The largest document accepted (`pipeline.max_file_bytes`); larger bodies get a 413. */
   maxBytes: number;
+  /** The largest metadata accepted, as JSON (`pipeline.max_metadata_bytes`, its default when absent); more gets a 413. */
+  maxMetadataBytes?: number;
   /** True when a configured parser reads `extension` (with the dot). */
   parses(extension: string): boolean;
 }
+
+const DEFAULT_MAX_METADATA_BYTES = PipelineConfig.parse({}).max_metadata_bytes;
 
 /** Content types that say nothing about the bytes (curl's default for `--data-binary`, among others). */
 const GENERIC_TYPES = new Set(['', 'application/octet-stream', 'application/x-www-form-urlencoded', 'binary/octet-stream']);
@@ -83,11 +88,11 @@ function envelope(bytes: Uint8Array): { text: string; metadata: Metadata } {
  * the key's extension, with optional `X-Livedex-Metadata: {json}`; or `application/json`
  * `{"text", "metadata"}`) and `DELETE /v1/documents/{key}`. Keys without the push source's
  * prefix get it (`notes.md` → `push:notes.md`); `GET /v1/documents/{full key}` shows the result.
- * A PUT answers 202 once the document is stored and queued; 413 above the size limit, 415 for a
- * type no parser reads.
+ * A PUT answers 202 once the document is stored and queued; 413 above the size limit or the
+ * metadata limit, 415 for a type no parser reads.
  *
  * @example
- * mountPush(app, { target: () => pushSource, maxBytes: 32 << 20, parses: (ext) => index.parses(ext) });
+ * mountPush(app, { target: () => pushSource, maxBytes: 32 << 20, maxMetadataBytes: 64 << 10, parses: (ext) => index.parses(ext) });
  * // curl -X PUT --data-binary @a.pdf -H 'content-type: application/pdf' :8000/v1/documents/a.pdf
  */
 export function mountPush(app: Hono, opts: PushRouteOptions | undefined): void {
@@ -127,6 +132,11 @@ export function mountPush(app: Hono, opts: PushRouteOptions | undefined): void {
         const what = GENERIC_TYPES.has(type) ? `files ending in "${keyExtension || '(no extension)'}"` : `"${type}"`;
         throw new LivedexError('invalid_request', `no parser reads ${what}; send a Content-Type livedex parses (text/*, application/pdf, Office documents, message/rfc822…) or a key with a known extension`, { field: 'content-type', status: 415 });
       }
+    }
+    const metadataBytes = Buffer.byteLength(JSON.stringify(metadata), 'utf8');
+    const maxMetadata = opts!.maxMetadataBytes ?? DEFAULT_MAX_METADATA_BYTES;
+    if (metadataBytes > maxMetadata) {
+      throw new LivedexError('invalid_request', `the metadata is ${metadataBytes} bytes of JSON, above the ${maxMetadata} bytes limit (pipeline.max_metadata_bytes)`, { field: 'metadata', status: 413 });
     }
     if (extension !== null && !opts!.parses(extension)) {
       throw new LivedexError('invalid_request', `no parser reads "${extension}" files in this configuration`, { field: 'content-type', status: 415 });

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { definePlugin } from '../core/registry.js';
 import type { ChunkDraft, Metadata, ParsedPart, Splitter } from '../core/types.js';
-import { loadTokenCounter, TokenSplitter, type TokenCounter } from './token.js';
+import { drain, inSlices, loadTokenCounter, SLICED_CHARS, TokenSplitter, totalLength, type TokenCounter } from './token.js';
 
 /**
  * Position keys a chunk may span, with the key that names the last position: merging parts of
@@ -29,6 +29,8 @@ interface Unit {
 
 /** A blank line: where paragraphs (and tables) end. */
 const BLANK_LINE = /\n[^\S\n]*\n/g;
+/** Lines (or spans) passed between two checks of the clock while splitting in slices. */
+const LINES_PER_STEP = 256;
 
 /**
  * True for a line of a table: a Markdown row (`| a | b |`, or `a | b` with its `--|--`
@@ -78,6 +80,15 @@ export class StructureSplitter implements Splitter {
   }
 
   split(parts: ParsedPart[], documentMetadata: Metadata): ChunkDraft[] {
+    return drain(this.#splitParts(parts, documentMetadata));
+  }
+
+  /** `split`, in slices that yield to the event loop: a document of megabytes takes seconds to split. */
+  splitInSlices(parts: ParsedPart[], documentMetadata: Metadata): Promise<ChunkDraft[]> {
+    return inSlices(this.#splitParts(parts, documentMetadata));
+  }
+
+  *#splitParts(parts: ParsedPart[], documentMetadata: Metadata): Generator<void, ChunkDraft[]> {
     const chunks: ChunkDraft[] = [];
     const max = this.#opts.maxTokens;
     /** Small parts waiting to be merged, trimmed, with the exact tokens of their joined text. */
@@ -88,12 +99,14 @@ export class StructureSplitter implements Splitter {
       pending = null;
     };
     for (const part of parts) {
+      yield;
       const text = part.text.trim();
       if (text === '') continue;
-      const tokens = this.#counter.count(text);
+      const tokens = yield* this.#counter.countSteps(text);
       if (tokens > max) {
         flush();
-        for (const t of this.#splitPart(text, isRecordPart(part))) chunks.push({ text: t, metadata: { ...documentMetadata, ...part.metadata } });
+        const metadata = { ...documentMetadata, ...part.metadata };
+        for (const t of yield* this.#splitPart(text, isRecordPart(part))) chunks.push({ text: t, metadata });
         continue;
       }
       const group = groupOf(part.metadata);
@@ -118,14 +131,15 @@ export class StructureSplitter implements Splitter {
   }
 
   /** The chunk texts of one part's (trimmed) text that is over the budget. */
-  #splitPart(text: string, records: boolean): string[] {
+  *#splitPart(text: string, records: boolean): Generator<void, string[]> {
     // Prose alone is cut exactly as the token splitter cuts it (paragraphs, sentences, lines, words).
-    if (!records && !text.split('\n').some(isTableRow)) return this.#plain.splitText(text);
-    const units = this.#units(text, records);
+    if (!records && !(yield* hasTableRow(text))) return yield* this.#plain.splitTextSteps(text);
+    const units = yield* this.#units(text, records);
     const max = this.#opts.maxTokens;
     // Greedy packing by estimate (units plus one token per gap), then exact checks.
     const groups: [number, number][] = [];
     for (let i = 0; i < units.length; ) {
+      yield;
       let j = i;
       let estimate = units[i]!.tokens;
       while (j + 1 < units.length && estimate + 1 + units[j + 1]!.tokens <= max) estimate += 1 + units[++j]!.tokens;
@@ -159,7 +173,7 @@ export class StructureSplitter implements Splitter {
    * is cut into runs of table rows and of other lines — rows one unit each, other runs whole if
    * they fit, else cut by the token splitter (sentences, lines, words).
    */
-  #units(text: string, records: boolean): Unit[] {
+  *#units(text: string, records: boolean): Generator<void, Unit[]> {
     const max = this.#opts.maxTokens;
     const units: Unit[] = [];
     const push = (start: number, end: number, tokens?: number) => {
@@ -167,34 +181,36 @@ export class StructureSplitter implements Splitter {
       while (end > start && /\s/.test(text[end - 1]!)) end--;
       if (start < end) units.push({ start, end, tokens: tokens ?? this.#counter.count(text.slice(start, end)) });
     };
-    for (const [bs, be] of spans(text, BLANK_LINE)) {
+    for (const [bs, be] of yield* spans(text, BLANK_LINE)) {
+      yield;
       const block = text.slice(bs, be);
       if (!/\S/.test(block)) continue;
-      const tokens = this.#counter.count(block);
+      const tokens = yield* this.#counter.countSteps(block);
       if (tokens <= max) {
         push(bs, be, undefined);
         continue;
       }
       // Runs of lines of one kind: [start, end, isRow].
       const runs: [number, number, boolean][] = [];
-      for (const [ls, le] of spans(block, /\n/g)) {
+      for (const [ls, le] of yield* spans(block, /\n/g)) {
         const row = records || isTableRow(block.slice(ls, le));
         const lastRun = runs[runs.length - 1];
         if (lastRun && lastRun[2] === row && !row) lastRun[1] = le;
         else runs.push([ls, le, row]);
       }
       for (const [rs, re, row] of runs) {
+        yield;
         if (row) {
           push(bs + rs, bs + re);
           continue;
         }
         const run = block.slice(rs, re);
-        if (this.#counter.count(run) <= max) {
+        if ((yield* this.#counter.countSteps(run)) <= max) {
           push(bs + rs, bs + re);
           continue;
         }
         let from = 0;
-        for (const piece of this.#prose.splitText(run)) {
+        for (const piece of yield* this.#prose.splitTextSteps(run)) {
           const at = run.indexOf(piece, from);
           push(bs + rs + at, bs + rs + at + piece.length);
           from = at + piece.length;
@@ -205,13 +221,31 @@ export class StructureSplitter implements Splitter {
   }
 }
 
-/** The spans of `text` between matches of `separator` (a global regex). */
-function spans(text: string, separator: RegExp): [number, number][] {
+/** True when a line of `text` is a table row; yields every few hundred lines. */
+function* hasTableRow(text: string): Generator<void, boolean> {
+  let from = 0;
+  let step = 0;
+  while (from <= text.length) {
+    let to = text.indexOf('\n', from);
+    if (to < 0) to = text.length;
+    if (isTableRow(text.slice(from, to))) return true;
+    from = to + 1;
+    if (++step === LINES_PER_STEP) {
+      step = 0;
+      yield;
+    }
+  }
+  return false;
+}
+
+/** The spans of `text` between matches of `separator` (a global regex); yields every few hundred. */
+function* spans(text: string, separator: RegExp): Generator<void, [number, number][]> {
   const out: [number, number][] = [];
   let from = 0;
   for (const m of text.matchAll(separator)) {
     out.push([from, m.index]);
     from = m.index + m[0].length;
+    if (out.length % LINES_PER_STEP === 0) yield;
   }
   out.push([from, text.length]);
   return out;
@@ -265,5 +299,12 @@ export const structureSplitter = definePlugin({
   description:
     'Structure-aware chunks of at most max_tokens cl100k tokens: heading paths and page ranges (page, page_end) kept, small parts of one section merged, big ones cut at paragraphs and sentences, table rows never cut.',
   options: structureSplitterOptions,
-  create: async (options) => new StructureSplitter(await loadTokenCounter(), resolveStructureSplitterOptions(options)),
+  create: async (options): Promise<Splitter> => {
+    const splitter = new StructureSplitter(await loadTokenCounter(), resolveStructureSplitterOptions(options));
+    // A large document is split in slices, so queries are answered meanwhile.
+    return {
+      name: splitter.name,
+      split: (parts, metadata) => (totalLength(parts) > SLICED_CHARS ? splitter.splitInSlices(parts, metadata) : splitter.split(parts, metadata)),
+    };
+  },
 });

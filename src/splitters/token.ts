@@ -1,4 +1,5 @@
 /** @module splitters/token — chunks of at most `max_tokens` cl100k tokens, cut between paragraphs, sentences, lines or words. */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Tiktoken } from 'js-tiktoken/lite';
 import { z } from 'zod';
 import { definePlugin } from '../core/registry.js';
@@ -9,6 +10,14 @@ import type { ChunkDraft, Metadata, ParsedPart, Splitter } from '../core/types.j
 /** Pieces up to this length are encoded whole (and cached); longer ones in slices this long. */
 const MAX_EXACT_PIECE = 64;
 const MAX_CACHE_ENTRIES = 200_000;
+/** Parts longer than this (in characters, ~10 ms of work) are split in slices that yield to the event loop. */
+export const SLICED_CHARS = 256 * 1024;
+/** Work between two yields while splitting in slices. */
+const SLICE_MS = 8;
+/** Pieces (or boundaries) passed between two checks of the clock. */
+const PIECES_PER_STEP = 256;
+/** Texts up to this long are counted in one step (well under a millisecond). */
+const STEP_CHARS = 4096;
 
 /**
  * Counts cl100k tokens fast. tiktoken first cuts text into pieces with a regex (words with
@@ -41,6 +50,21 @@ export class TokenCounter {
     return n;
   }
 
+  /** `count`, as steps for a splitter running in slices: yields every few hundred pieces. */
+  *countSteps(text: string): Generator<void, number> {
+    if (text.length <= STEP_CHARS) return this.count(text);
+    let n = 0;
+    let step = 0;
+    for (const m of text.matchAll(this.pieces())) {
+      if (++step === PIECES_PER_STEP) {
+        step = 0;
+        yield;
+      }
+      n += this.pieceTokens(m[0]);
+    }
+    return n;
+  }
+
   /** A fresh global regex over the encoding's pieces (fresh: `lastIndex` is per caller). */
   pieces(): RegExp {
     return new RegExp(this.#pattern, 'gu');
@@ -62,9 +86,18 @@ export class TokenCounter {
     const n = this.#encoder.encode(piece, [], []).length;
     // Bounded: a long-running server splits millions of documents.
     if (this.#cache.size >= MAX_CACHE_ENTRIES) this.#cache.clear();
-    this.#cache.set(piece, n);
+    this.#cache.set(ownCopy(piece), n);
     return n;
   }
+}
+
+/**
+ * `s` as a string of its own. A piece cut out of a document is a view into the whole text (V8
+ * slices strings of 13 characters or more without copying), so a cached piece would keep a
+ * 31 MB document in memory after it is indexed; concatenating and slicing again copies it.
+ */
+function ownCopy(s: string): string {
+  return s.length < 13 ? s : ` ${s}`.slice(1);
 }
 
 /** End of the slice of `s` from `i` that long pieces are counted by: 64 code units, whole surrogate pairs. */
@@ -123,12 +156,24 @@ class SpanTokens {
     this.#text = text;
     this.#counter = counter;
     // Prose has about one piece per 4–5 characters; the arrays grow if needed.
-    let cap = Math.max(16, Math.ceil(text.length / 4));
+    const cap = Math.max(16, Math.ceil(text.length / 4));
     this.#starts = new Int32Array(cap);
     this.#anchors = new Int32Array(cap);
     this.#cum = new Int32Array(cap + 1);
+  }
+
+  /** Counts the pieces of the text (before any estimate is asked); yields now and then. */
+  *scan(): Generator<void, void> {
+    const text = this.#text;
+    const counter = this.#counter;
+    let cap = this.#starts.length;
     let total = 0;
+    let step = 0;
     for (const m of text.matchAll(counter.pieces())) {
+      if (++step === PIECES_PER_STEP) {
+        step = 0;
+        yield;
+      }
       const piece = m[0];
       let lead = 0;
       while (lead < piece.length && isSpace(piece.charCodeAt(lead))) lead++;
@@ -273,27 +318,51 @@ export class TokenSplitter implements Splitter {
     this.#opts = opts;
   }
 
-  split(parts: ParsedPart[], documentMetadata: Metadata): ChunkDraft[] {
-    const chunks: ChunkDraft[] = [];
-    for (const part of parts) {
-      for (const text of this.splitText(part.text)) chunks.push({ text, metadata: { ...documentMetadata, ...part.metadata } });
-    }
-    return chunks;
+  /** Chunks of `parts`; a Promise when they are long enough to be split in slices that yield to the event loop. */
+  split(parts: ParsedPart[], documentMetadata: Metadata): ChunkDraft[] | Promise<ChunkDraft[]> {
+    const steps = this.#splitParts(parts, documentMetadata);
+    return totalLength(parts) > SLICED_CHARS ? inSlices(steps) : drain(steps);
   }
 
   /** The chunk texts of one text, in order. */
   splitText(text: string): string[] {
+    return drain(this.#splitText(text));
+  }
+
+  /** `splitText`, in slices that yield to the event loop (for texts of megabytes). */
+  splitTextInSlices(text: string): Promise<string[]> {
+    return inSlices(this.#splitText(text));
+  }
+
+  /** `splitText` as steps, for a splitter built on this one that runs its own slices. */
+  splitTextSteps(text: string): Generator<void, string[]> {
+    return this.#splitText(text);
+  }
+
+  *#splitParts(parts: ParsedPart[], documentMetadata: Metadata): Generator<void, ChunkDraft[]> {
+    const chunks: ChunkDraft[] = [];
+    for (const part of parts) {
+      // One metadata object per part: its chunks share it (equal metadata is not copied per chunk).
+      const metadata = { ...documentMetadata, ...part.metadata };
+      for (const text of yield* this.#splitText(part.text)) chunks.push({ text, metadata });
+    }
+    return chunks;
+  }
+
+  *#splitText(text: string): Generator<void, string[]> {
     const [start, end] = trim(text, 0, text.length);
     if (start >= end) return [];
     const { maxTokens: max } = this.#opts;
     const spans = new SpanTokens(text, this.#counter);
+    yield* spans.scan();
     const units: Unit[] = [];
-    this.#collect(text, spans, start, end, 0, max, units);
+    yield* this.#collect(text, spans, start, end, 0, max, units);
 
     const chunks: string[] = [];
     let i = 0;
     let s = units[0]!.start;
     while (i < units.length) {
+      yield;
       let j = i;
       while (j + 1 < units.length && !cutGreedily(units[j]!, units[j + 1]!) && spans.tokens(s, units[j + 1]!.end) <= max) j++;
       j = this.#balanceTail(spans, units, i, j);
@@ -306,7 +375,7 @@ export class TokenSplitter implements Splitter {
         else {
           const unit = units[i]!;
           let finer: Unit[] = [];
-          this.#cut(text, spans, unit, max - (exact - max), finer);
+          yield* this.#cut(text, spans, unit, max - (exact - max), finer);
           if (unit.level >= CHAR_LEVEL && finer.length === 1 && finer[0]!.start === unit.start && finer[0]!.end === unit.end) {
             // Counting made no progress inside this word: halve it (one character always fits, max ≥ 8).
             let mid = (unit.start + unit.end) >>> 1;
@@ -329,26 +398,35 @@ export class TokenSplitter implements Splitter {
   }
 
   /** Adds the units of `text[start, end)` to `out`: the span itself if it fits, else its pieces at `level`. */
-  #collect(text: string, spans: SpanTokens, start: number, end: number, level: number, budget: number, out: Unit[]): void {
+  *#collect(text: string, spans: SpanTokens, start: number, end: number, level: number, budget: number, out: Unit[]): Generator<void, void> {
     [start, end] = trim(text, start, end);
     if (start >= end) return;
     if (spans.tokens(start, end) <= budget) out.push({ start, end, level });
-    else this.#cut(text, spans, { start, end, level }, budget, out);
+    else yield* this.#cut(text, spans, { start, end, level }, budget, out);
   }
 
   /** Cuts a unit at its own boundary level (or finer, inside a word) into units of at most `budget` tokens. */
-  #cut(text: string, spans: SpanTokens, unit: Unit, budget: number, out: Unit[]): void {
+  *#cut(text: string, spans: SpanTokens, unit: Unit, budget: number, out: Unit[]): Generator<void, void> {
     const { start, end, level } = unit;
     budget = Math.max(1, budget);
     if (level === PIECE_LEVEL) return this.#cutAtPieces(text, spans, start, end, budget, out);
     if (level > PIECE_LEVEL) return this.#cutAtChars(text, start, end, budget, out);
-    const slice = text.slice(start, end);
-    let from = 0;
-    for (const m of slice.matchAll(BOUNDARIES[level]!)) {
-      this.#collect(text, spans, start + from, start + m.index, level + 1, budget, out);
+    const boundary = new RegExp(BOUNDARIES[level]!);
+    boundary.lastIndex = start;
+    let from = start;
+    let step = 0;
+    // Matched in place (no copy of the unit): the first unit is the whole text.
+    for (let m = boundary.exec(text); m !== null && m.index < end; m = boundary.exec(text)) {
+      if (m.index + m[0].length > end) break;
+      if (++step === PIECES_PER_STEP) {
+        step = 0;
+        yield;
+      }
+      yield* this.#collect(text, spans, from, m.index, level + 1, budget, out);
       from = m.index + m[0].length;
+      if (m[0].length === 0) boundary.lastIndex++;
     }
-    this.#collect(text, spans, start + from, end, level + 1, budget, out);
+    yield* this.#collect(text, spans, from, end, level + 1, budget, out);
   }
 
   /** A word longer than a chunk: cut between tokenizer pieces, greedily. */
@@ -471,6 +549,34 @@ function isSpace(c: number): boolean {
 
 function isHighSurrogate(c: number): boolean {
   return c >= 0xd800 && c <= 0xdbff;
+}
+
+/** Characters in all of `parts`: many small parts take as long to split as one big one. */
+export function totalLength(parts: readonly ParsedPart[]): number {
+  let n = 0;
+  for (const p of parts) n += p.text.length;
+  return n;
+}
+
+/** Runs a splitting generator to the end at once. */
+export function drain<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** Runs a splitting generator to the end, yielding to the event loop every few milliseconds. */
+export async function inSlices<T>(steps: Generator<void, T>): Promise<T> {
+  let since = performance.now();
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    if (performance.now() - since >= SLICE_MS) {
+      await nextTurn();
+      since = performance.now();
+    }
+  }
 }
 
 function trim(text: string, start: number, end: number): [number, number] {

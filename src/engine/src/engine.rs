@@ -38,6 +38,9 @@ pub struct Engine {
     closed: AtomicBool,
     writer: Mutex<Option<WriterState>>,
     readers: Mutex<Vec<Connection>>,
+    /// While a held commit is unpublished: a read transaction opened before it, which every read
+    /// goes through, so reads see the store as it was until `publish`.
+    pinned: Mutex<Option<Connection>>,
     text: TextIndex,
     text_seq: AtomicI64,
     lock: Mutex<Option<File>>,
@@ -118,6 +121,7 @@ impl Engine {
                 closed: AtomicBool::new(false),
                 writer: Mutex::new(None),
                 readers: Mutex::new(vec![conn]),
+                pinned: Mutex::new(None),
                 text,
                 text_seq: AtomicI64::new(seq),
                 lock: Mutex::new(None),
@@ -138,6 +142,7 @@ impl Engine {
             closed: AtomicBool::new(false),
             writer: Mutex::new(Some(WriterState { conn, tw })),
             readers: Mutex::new(Vec::new()),
+            pinned: Mutex::new(None),
             text,
             text_seq: AtomicI64::new(seq),
             lock: Mutex::new(Some(lock_file)),
@@ -179,6 +184,12 @@ impl Engine {
 
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.check_open()?;
+        {
+            let pinned = lock(&self.pinned);
+            if let Some(conn) = pinned.as_ref() {
+                return f(conn);
+            }
+        }
         let conn = lock(&self.readers).pop();
         let conn = match conn {
             Some(c) => c,
@@ -194,17 +205,80 @@ impl Engine {
     /// Commits a batch to the store (one transaction), then applies it to the text index.
     /// The second element is the text-index error, if applying failed: the batch is durable
     /// in the store and the next commit (or the next open) applies it again.
-    pub fn commit(&self, model: &str, ops: Vec<Op>) -> Result<(CommitOut, Option<String>)> {
+    ///
+    /// `hold`: reads and searches keep seeing the store and the text index as they were before
+    /// this commit until `publish` (a huge document commits for seconds while queries go on,
+    /// then every view switches at once). When the commit fails, nothing is held.
+    pub fn commit(
+        &self,
+        model: &str,
+        ops: Vec<Op>,
+        hold: bool,
+    ) -> Result<(CommitOut, Option<String>)> {
         let (out, text_err, seq) = self.with_writer("commit", |ws| {
-            let out = store::commit(&mut ws.conn, model, ops)?;
+            if hold {
+                self.pin()?;
+            }
+            let out = match store::commit(&mut ws.conn, model, ops) {
+                Ok(out) => out,
+                Err(e) => {
+                    if hold {
+                        self.unpin();
+                    }
+                    return Err(e);
+                }
+            };
             if self.crash_point == CrashPoint::AfterStore && out.wrote_log {
                 std::process::abort();
             }
-            let text_err = self.text.apply(&ws.conn, &mut ws.tw).err().map(|e| e.0);
+            // Nothing held: searches see the commit at once (unless another commit holds them).
+            let reload = lock(&self.pinned).is_none();
+            let text_err = self
+                .text
+                .apply_then(&ws.conn, &mut ws.tw, reload)
+                .err()
+                .map(|e| e.0);
             Ok((out, text_err, ws.tw.seq))
         })?;
         self.text_seq.store(seq, Ordering::Release);
         Ok((out, text_err))
+    }
+
+    /// Opens the read transaction reads go through until `publish` (kept if one is open).
+    fn pin(&self) -> Result<()> {
+        let mut pinned = lock(&self.pinned);
+        if pinned.is_some() {
+            return Ok(());
+        }
+        let conn = match lock(&self.readers).pop() {
+            Some(c) => c,
+            None => store::open_ro(&self.store_path)?,
+        };
+        // A WAL read transaction takes its snapshot at its first read.
+        conn.execute_batch("BEGIN")?;
+        conn.query_row("SELECT COUNT(*) FROM meta", [], |r| r.get::<_, i64>(0))?;
+        *pinned = Some(conn);
+        Ok(())
+    }
+
+    fn unpin(&self) {
+        if let Some(conn) = lock(&self.pinned).take() {
+            if conn.execute_batch("COMMIT").is_ok() && !self.closed.load(Ordering::Acquire) {
+                lock(&self.readers).push(conn);
+            }
+        }
+    }
+
+    /// Shows what held commits wrote: searches move to the last text-index commit and reads to
+    /// the store as it is now. A no-op when nothing is held.
+    pub fn publish(&self) -> Result<()> {
+        self.check_open()?;
+        let held = lock(&self.pinned).is_some();
+        if held {
+            self.unpin();
+            self.text.reader.reload()?;
+        }
+        Ok(())
     }
 
     pub fn put_embeddings(&self, model: &str, entries: &[(String, Vec<f32>)]) -> Result<()> {
@@ -256,6 +330,7 @@ impl Engine {
                 result = Err(Error::from(e));
             }
         }
+        drop(lock(&self.pinned).take());
         lock(&self.readers).clear();
         drop(lock(&self.lock).take());
         result

@@ -8,8 +8,10 @@ mod error;
 mod store;
 mod text;
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -34,6 +36,21 @@ type Work<T> = Box<dyn FnOnce() -> std::result::Result<T, EngineError> + Send>;
 /// Runs a closure on the libuv pool; its result converts itself to JS.
 pub struct Job<T: Send + 'static> {
     work: Option<Work<T>>,
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory() -> bool {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+    }
+    // SAFETY: malloc_trim only returns free pages of the allocator's arenas to the kernel.
+    unsafe { malloc_trim(0) };
+    true
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() -> bool {
+    false
 }
 
 fn job<T: Send + ToNapiValue + TypeName + 'static>(
@@ -75,8 +92,10 @@ pub struct NativeChunkWrite {
     pub ordinal: i64,
     pub text: String,
     pub text_hash: String,
-    /// JSON.
+    /// JSON: the chunk's own keys when `inherits`, else its complete metadata.
     pub metadata: String,
+    /// True when the chunk takes every key it does not set from its document's metadata.
+    pub inherits: Option<bool>,
     pub embedding: Option<Float32Array>,
 }
 
@@ -92,6 +111,8 @@ pub struct NativeOp {
     pub status: Option<String>,
     pub error: Option<String>,
     pub chunks: Option<Vec<NativeChunkWrite>>,
+    /// Chunks handed over before by `stageChunks` under this token; they come before `chunks`.
+    pub staged: Option<i64>,
 }
 
 #[napi(object)]
@@ -129,8 +150,23 @@ pub struct NativeChunkRow {
     pub ordinal: i64,
     pub text: Option<String>,
     pub text_hash: String,
+    /// JSON: the chunk's own keys when `inherits`, else its complete metadata.
+    pub metadata: String,
+    pub inherits: bool,
+}
+
+#[napi(object)]
+pub struct NativeDocumentMetadata {
+    pub key: String,
     /// JSON.
     pub metadata: String,
+}
+
+/// Chunks and, once each, the metadata of the documents they inherit from.
+#[napi(object)]
+pub struct NativeChunkPage {
+    pub rows: Vec<NativeChunkRow>,
+    pub documents: Vec<NativeDocumentMetadata>,
 }
 
 #[napi(object)]
@@ -179,14 +215,51 @@ fn pack_vectors(vs: Vec<Option<Vec<f32>>>) -> NativeVectors {
     }
 }
 
-fn chunk_row(r: store::ChunkRow) -> NativeChunkRow {
-    NativeChunkRow {
-        id: r.id,
-        doc_key: r.doc_key,
-        ordinal: r.ordinal,
-        text: r.text,
-        text_hash: r.text_hash,
-        metadata: r.metadata,
+fn chunk_page(p: store::ChunkPage) -> NativeChunkPage {
+    NativeChunkPage {
+        rows: p
+            .rows
+            .into_iter()
+            .map(|r| NativeChunkRow {
+                id: r.id,
+                doc_key: r.doc_key,
+                ordinal: r.ordinal,
+                text: r.text,
+                text_hash: r.text_hash,
+                metadata: r.metadata,
+                inherits: r.inherits,
+            })
+            .collect(),
+        documents: p
+            .documents
+            .into_iter()
+            .map(|(key, metadata)| NativeDocumentMetadata { key, metadata })
+            .collect(),
+    }
+}
+
+fn chunk_in(c: NativeChunkWrite) -> store::ChunkIn {
+    store::ChunkIn {
+        ordinal: c.ordinal,
+        text: c.text,
+        text_hash: c.text_hash,
+        metadata: c.metadata,
+        inherits: c.inherits.unwrap_or(false),
+        embedding: c.embedding.map(|e| e.to_vec()),
+    }
+}
+
+/// Chunks handed over in slices ahead of their commit (a huge document converts in many short
+/// steps on the JS thread instead of one long one).
+#[derive(Default)]
+struct Staged {
+    next: AtomicI64,
+    chunks: Mutex<HashMap<i64, Vec<store::ChunkIn>>>,
+}
+
+impl Staged {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Vec<store::ChunkIn>>> {
+        self.chunks.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -204,7 +277,7 @@ fn doc_row(r: store::DocumentRow) -> NativeDocumentRow {
     }
 }
 
-fn to_op(op: NativeOp) -> std::result::Result<store::Op, EngineError> {
+fn to_op(op: NativeOp, staged: &Staged) -> std::result::Result<store::Op, EngineError> {
     let key = op.key;
     if key.is_empty() {
         return Err(EngineError::msg("an operation has an empty document key"));
@@ -217,18 +290,13 @@ fn to_op(op: NativeOp) -> std::result::Result<store::Op, EngineError> {
             let version = need(op.version, "version")?;
             let content_hash = need(op.content_hash, "contentHash")?;
             let metadata = need(op.metadata, "metadata")?;
-            let chunks = op
-                .chunks
-                .unwrap_or_default()
-                .into_iter()
-                .map(|c| store::ChunkIn {
-                    ordinal: c.ordinal,
-                    text: c.text,
-                    text_hash: c.text_hash,
-                    metadata: c.metadata,
-                    embedding: c.embedding.map(|e| e.to_vec()),
-                })
-                .collect();
+            let mut chunks = match op.staged {
+                None => Vec::new(),
+                Some(token) => staged.lock().remove(&token).ok_or_else(|| {
+                    EngineError(format!("upsert of document {key:?}: no chunks staged under {token}"))
+                })?,
+            };
+            chunks.extend(op.chunks.unwrap_or_default().into_iter().map(chunk_in));
             Ok(store::Op::Upsert {
                 key,
                 version,
@@ -261,6 +329,7 @@ fn to_op(op: NativeOp) -> std::result::Result<store::Op, EngineError> {
 #[napi]
 pub struct NativeEngine {
     inner: Arc<Engine>,
+    staged: Staged,
 }
 
 /// How the text index analyzes text (see `text::Analyzer`); every field optional.
@@ -292,6 +361,7 @@ pub fn open_engine(
         };
         Ok(NativeEngine {
             inner: Arc::new(Engine::open(&dir, read_only, &analyzer)?),
+            staged: Staged::default(),
         })
     })
 }
@@ -314,20 +384,23 @@ impl NativeEngine {
         self.inner.rebuilt.clone()
     }
 
+    /// Commits `ops` in one store transaction, then applies them to the text index. With
+    /// `hold`, reads and searches see none of it until `publish` (or until a commit that fails).
     #[napi(catch_unwind)]
     pub fn commit(
         &self,
         model: String,
         ops: Vec<NativeOp>,
+        hold: Option<bool>,
     ) -> Result<AsyncTask<Job<NativeCommitResult>>> {
         let ops = ops
             .into_iter()
-            .map(to_op)
+            .map(|op| to_op(op, &self.staged))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::from_reason(e.0))?;
         let inner = self.inner.clone();
         Ok(job(move || {
-            let (out, text_err) = inner.commit(&model, ops)?;
+            let (out, text_err) = inner.commit(&model, ops, hold.unwrap_or(false))?;
             Ok(NativeCommitResult {
                 seq: out.seq,
                 documents: out
@@ -343,6 +416,36 @@ impl NativeEngine {
                 text_index_error: text_err,
             })
         }))
+    }
+
+    /// Holds `chunks` for a later `commit` (appended to `token`'s, or under a new token when
+    /// it is null); returns the token. Synchronous: each call converts one slice.
+    #[napi(catch_unwind)]
+    pub fn stage_chunks(&self, token: Option<i64>, chunks: Vec<NativeChunkWrite>) -> Result<i64> {
+        let token = token.unwrap_or_else(|| self.staged.next.fetch_add(1, Ordering::Relaxed) + 1);
+        self.staged.lock().entry(token).or_default().extend(chunks.into_iter().map(chunk_in));
+        Ok(token)
+    }
+
+    /// Forgets chunks staged under `token` (their commit did not happen).
+    #[napi(catch_unwind)]
+    pub fn drop_staged(&self, token: i64) {
+        self.staged.lock().remove(&token);
+    }
+
+    /// Makes what held commits wrote visible to reads and searches.
+    #[napi(catch_unwind)]
+    pub fn publish(&self) -> AsyncTask<Job<()>> {
+        let inner = self.inner.clone();
+        job(move || inner.publish())
+    }
+
+    /// Gives memory freed by the process back to the system; true when the allocator has a way.
+    /// glibc keeps freed heap in each thread's arena for reuse, so after a large document (its
+    /// text, chunks and index buffers, freed) the process would stay hundreds of MB larger.
+    #[napi(catch_unwind)]
+    pub fn release_memory(&self) -> AsyncTask<Job<bool>> {
+        job(|| Ok(release_freed_memory()))
     }
 
     #[napi(catch_unwind)]
@@ -390,26 +493,18 @@ impl NativeEngine {
     }
 
     #[napi(catch_unwind)]
-    pub fn get_chunks(&self, ids: Vec<i64>) -> AsyncTask<Job<Vec<NativeChunkRow>>> {
+    pub fn get_chunks(&self, ids: Vec<i64>) -> AsyncTask<Job<NativeChunkPage>> {
         let inner = self.inner.clone();
-        job(move || {
-            Ok(inner
-                .read(|c| store::get_chunks(c, &ids))?
-                .into_iter()
-                .map(chunk_row)
-                .collect())
-        })
+        job(move || Ok(chunk_page(inner.read(|c| store::get_chunks(c, &ids))?)))
     }
 
     #[napi(catch_unwind)]
-    pub fn list_chunks(&self, after_id: i64, limit: u32) -> AsyncTask<Job<Vec<NativeChunkRow>>> {
+    pub fn list_chunks(&self, after_id: i64, limit: u32) -> AsyncTask<Job<NativeChunkPage>> {
         let inner = self.inner.clone();
         job(move || {
-            Ok(inner
-                .read(|c| store::list_chunks(c, after_id, limit as i64))?
-                .into_iter()
-                .map(chunk_row)
-                .collect())
+            Ok(chunk_page(
+                inner.read(|c| store::list_chunks(c, after_id, limit as i64))?,
+            ))
         })
     }
 

@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use crate::error::{Context, Error, Result};
 
 /// Bumped whenever the schema below changes; `migrate` knows how to get from each older one.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -56,6 +56,17 @@ CREATE TABLE IF NOT EXISTS change_log (
   op      TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
   at      INTEGER NOT NULL
 );
+"#;
+
+/// Version 2 stores a document's metadata once: a chunk keeps only its own keys (those whose
+/// value differs from its document's) and inherits the rest on read. Rows written before keep
+/// their complete metadata (`inherits = 0`), so an older data dir reads as it did.
+///
+/// `chunk_metadata` is the metadata the chunks inherit once a later `mark` (a failed or held-back
+/// version) replaced `metadata`, so the indexed version keeps serving with its own; NULL: `metadata`.
+const SCHEMA_V2: &str = r#"
+ALTER TABLE chunks ADD COLUMN inherits INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE documents ADD COLUMN chunk_metadata TEXT CHECK (chunk_metadata IS NULL OR json_valid(chunk_metadata));
 "#;
 
 pub fn now_secs() -> i64 {
@@ -156,7 +167,13 @@ fn migrate(conn: &Connection) -> Result<()> {
     match schema_version(conn)? {
         None => {
             conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA_V1} INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+                "BEGIN IMMEDIATE; {SCHEMA_V1} {SCHEMA_V2} INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+            ))?;
+            Ok(())
+        }
+        Some(1) => {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA_V2} UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'; COMMIT;"
             ))?;
             Ok(())
         }
@@ -174,7 +191,10 @@ pub struct ChunkIn {
     pub ordinal: i64,
     pub text: String,
     pub text_hash: String,
+    /// JSON: the chunk's own keys when `inherits`, else its complete metadata.
     pub metadata: String,
+    /// True when the chunk inherits its document's metadata (every key it does not set itself).
+    pub inherits: bool,
     pub embedding: Option<Vec<f32>>,
 }
 
@@ -272,10 +292,11 @@ pub fn commit(conn: &mut Connection, model: &str, ops: Vec<Op>) -> Result<Commit
         let mut old_chunks = tx.prepare_cached(
             "SELECT id, text_hash FROM chunks WHERE doc_key = ?1 ORDER BY ordinal, id",
         )?;
-        let mut keep_chunk =
-            tx.prepare_cached("UPDATE chunks SET ordinal = ?2, metadata = json(?3) WHERE id = ?1")?;
+        let mut keep_chunk = tx.prepare_cached(
+            "UPDATE chunks SET ordinal = ?2, metadata = json(?3), inherits = ?4 WHERE id = ?1",
+        )?;
         let mut add_chunk = tx.prepare_cached(
-            "INSERT INTO chunks(doc_key, ordinal, text, text_hash, metadata) VALUES (?1, ?2, ?3, ?4, json(?5))",
+            "INSERT INTO chunks(doc_key, ordinal, text, text_hash, metadata, inherits) VALUES (?1, ?2, ?3, ?4, json(?5), ?6)",
         )?;
         let mut del_chunk = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
         let mut log =
@@ -322,7 +343,7 @@ pub fn commit(conn: &mut Connection, model: &str, ops: Vec<Op>) -> Result<Commit
                         let id = match reuse {
                             Some(id) => {
                                 keep_chunk
-                                    .execute(params![id, c.ordinal, c.metadata])
+                                    .execute(params![id, c.ordinal, c.metadata, c.inherits])
                                     .context(|| format!("document {key:?}: chunk {}", c.ordinal))?;
                                 kept.insert(id);
                                 id
@@ -334,7 +355,8 @@ pub fn commit(conn: &mut Connection, model: &str, ops: Vec<Op>) -> Result<Commit
                                         c.ordinal,
                                         c.text,
                                         c.text_hash,
-                                        c.metadata
+                                        c.metadata,
+                                        c.inherits
                                     ])
                                     .context(|| format!("document {key:?}: chunk {}", c.ordinal))?;
                                 let id = tx.last_insert_rowid();
@@ -355,8 +377,8 @@ pub fn commit(conn: &mut Connection, model: &str, ops: Vec<Op>) -> Result<Commit
                         "INSERT INTO documents(key, version, content_hash, status, error, metadata, chunk_count, seen_at, indexed_at)
                          VALUES (?1, ?2, ?3, 'indexed', NULL, json(?4), ?5, ?6, ?6)
                          ON CONFLICT(key) DO UPDATE SET version = excluded.version, content_hash = excluded.content_hash,
-                           status = 'indexed', error = NULL, metadata = excluded.metadata, chunk_count = excluded.chunk_count,
-                           seen_at = excluded.seen_at, indexed_at = excluded.indexed_at",
+                           status = 'indexed', error = NULL, metadata = excluded.metadata, chunk_metadata = NULL,
+                           chunk_count = excluded.chunk_count, seen_at = excluded.seen_at, indexed_at = excluded.indexed_at",
                         params![key, version, content_hash, metadata, current.len() as i64, now],
                     )
                     .context(|| format!("document {key:?}"))?;
@@ -410,6 +432,8 @@ pub fn commit(conn: &mut Connection, model: &str, ops: Vec<Op>) -> Result<Commit
                          ON CONFLICT(key) DO UPDATE SET
                            version = CASE WHEN excluded.status = 'pending' THEN documents.version ELSE ?3 END,
                            status = excluded.status, error = excluded.error, metadata = excluded.metadata,
+                           chunk_metadata = CASE WHEN documents.chunk_count > 0
+                             THEN COALESCE(documents.chunk_metadata, documents.metadata) END,
                            seen_at = excluded.seen_at",
                         params![key, status, version, error, metadata, now],
                     )
@@ -554,53 +578,89 @@ pub struct ChunkRow {
     pub ordinal: i64,
     pub text: Option<String>,
     pub text_hash: String,
+    /// JSON: the chunk's own keys when `inherits`, else its complete metadata.
     pub metadata: String,
+    pub inherits: bool,
 }
 
-pub fn get_chunks(conn: &Connection, ids: &[i64]) -> Result<Vec<ChunkRow>> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, doc_key, ordinal, text, text_hash, metadata FROM chunks WHERE id = ?1",
-    )?;
-    let mut out = Vec::with_capacity(ids.len());
-    let mut seen = std::collections::HashSet::with_capacity(ids.len());
-    for &id in ids {
-        if !seen.insert(id) {
-            continue;
-        }
-        let row = st
-            .query_row(params![id], |r| {
-                Ok(ChunkRow {
-                    id: r.get(0)?,
-                    doc_key: r.get(1)?,
-                    ordinal: r.get(2)?,
-                    text: Some(r.get(3)?),
-                    text_hash: r.get(4)?,
-                    metadata: r.get(5)?,
-                })
-            })
-            .optional()?;
-        if let Some(row) = row {
-            out.push(row);
+/// Chunks with the metadata their documents lend them, each document's once.
+pub struct ChunkPage {
+    pub rows: Vec<ChunkRow>,
+    /// (document key, metadata JSON) of every document a row in `rows` inherits from.
+    pub documents: Vec<(String, String)>,
+}
+
+const INHERITED: &str = "SELECT COALESCE(chunk_metadata, metadata) FROM documents WHERE key = ?1";
+
+fn chunk_row(r: &rusqlite::Row<'_>, text: bool) -> rusqlite::Result<ChunkRow> {
+    Ok(ChunkRow {
+        id: r.get(0)?,
+        doc_key: r.get(1)?,
+        ordinal: r.get(2)?,
+        text: if text { Some(r.get(6)?) } else { None },
+        text_hash: r.get(3)?,
+        metadata: r.get(4)?,
+        inherits: r.get(5)?,
+    })
+}
+
+/// Adds the inherited metadata of the documents of `rows` (each once) in one read transaction.
+fn with_documents(conn: &Connection, rows: Vec<ChunkRow>) -> Result<ChunkPage> {
+    let mut st = conn.prepare_cached(INHERITED)?;
+    let mut documents = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for row in &rows {
+        if row.inherits && seen.insert(row.doc_key.as_str()) {
+            // A document deleted since would leave its chunks deleted too (one transaction);
+            // `{}` only guards a store edited by hand.
+            let m: Option<String> = st.query_row(params![row.doc_key], |r| r.get(0)).optional()?;
+            documents.push((row.doc_key.clone(), m.unwrap_or_else(|| "{}".to_string())));
         }
     }
-    Ok(out)
+    Ok(ChunkPage { rows, documents })
 }
 
-pub fn list_chunks(conn: &Connection, after_id: i64, limit: i64) -> Result<Vec<ChunkRow>> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, doc_key, ordinal, text_hash, metadata FROM chunks WHERE id > ?1 ORDER BY id LIMIT ?2",
-    )?;
-    let rows = st.query_map(params![after_id, limit], |r| {
-        Ok(ChunkRow {
-            id: r.get(0)?,
-            doc_key: r.get(1)?,
-            ordinal: r.get(2)?,
-            text: None,
-            text_hash: r.get(3)?,
-            metadata: r.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+/// Runs `f` in one read transaction, so chunks and their documents' metadata agree (in the
+/// caller's, when the connection is in one already).
+fn snapshot<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    if !conn.is_autocommit() {
+        return f();
+    }
+    conn.execute_batch("BEGIN")?;
+    let res = f();
+    let _ = conn.execute_batch("COMMIT");
+    res
+}
+
+pub fn get_chunks(conn: &Connection, ids: &[i64]) -> Result<ChunkPage> {
+    snapshot(conn, || {
+        let mut st = conn.prepare_cached(
+            "SELECT id, doc_key, ordinal, text_hash, metadata, inherits, text FROM chunks WHERE id = ?1",
+        )?;
+        let mut out = Vec::with_capacity(ids.len());
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        for &id in ids {
+            if !seen.insert(id) {
+                continue;
+            }
+            if let Some(row) = st.query_row(params![id], |r| chunk_row(r, true)).optional()? {
+                out.push(row);
+            }
+        }
+        with_documents(conn, out)
+    })
+}
+
+pub fn list_chunks(conn: &Connection, after_id: i64, limit: i64) -> Result<ChunkPage> {
+    snapshot(conn, || {
+        let mut st = conn.prepare_cached(
+            "SELECT id, doc_key, ordinal, text_hash, metadata, inherits FROM chunks WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = st
+            .query_map(params![after_id, limit], |r| chunk_row(r, false))?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        with_documents(conn, rows)
+    })
 }
 
 pub struct DocumentRow {
@@ -662,8 +722,7 @@ pub struct Stats {
 
 pub fn stats(conn: &Connection) -> Result<Stats> {
     // One read transaction so the numbers agree with each other.
-    conn.execute_batch("BEGIN")?;
-    let res = (|| -> Result<Stats> {
+    snapshot(conn, || {
         let (documents, pending, indexed, failed) = conn.query_row(
             "SELECT COUNT(*),
                     COALESCE(SUM(status = 'pending'), 0),
@@ -692,7 +751,5 @@ pub fn stats(conn: &Connection) -> Result<Stats> {
             last_modified,
             last_indexed,
         })
-    })();
-    let _ = conn.execute_batch("COMMIT");
-    res
+    })
 }

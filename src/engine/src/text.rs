@@ -422,6 +422,11 @@ impl TextIndex {
     /// key and add its current ones from the store; one tantivy commit with the new sequence.
     /// Idempotent, so replaying after a crash never duplicates nor loses a chunk.
     pub fn apply(&self, conn: &Connection, tw: &mut TextWriter) -> Result<()> {
+        self.apply_then(conn, tw, true)
+    }
+
+    /// `apply`; with `reload` false, searches keep the previous commit until `reader.reload()`.
+    pub fn apply_then(&self, conn: &Connection, tw: &mut TextWriter, reload: bool) -> Result<()> {
         let (keys, max_seq) = store::changes_after(conn, tw.seq)?;
         if keys.is_empty() {
             return Ok(());
@@ -444,7 +449,9 @@ impl TextIndex {
         match res {
             Ok(()) => {
                 tw.seq = max_seq;
-                self.reader.reload()?;
+                if reload {
+                    self.reader.reload()?;
+                }
                 Ok(())
             }
             Err(e) => {
