@@ -547,7 +547,9 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
   }
 
   #searchVectors(query: Float32Array, k: number, allowed: Set<number> | null): LegHit[] {
-    const hits = allowed ? this.#vectors.search(query, k, allowed) : this.#vectors.search(query, k);
+    // `allowed` comes from the catalog, which has no chunk of a commit not switched to yet.
+    const pending = this.pipeline.unpublishedVectors;
+    const hits = allowed ? this.#vectors.search(query, k, allowed) : pending.size > 0 ? this.#vectors.search(query, k, (id) => !pending.has(id)) : this.#vectors.search(query, k);
     return hits.map((h) => ({ id: h.id, score: 1 - h.distance }));
   }
 

@@ -86,6 +86,8 @@ export class Pipeline {
   lastSeq = 0;
   /** Set when a commit changed the vector index since the last snapshot. */
   vectorsDirty = false;
+  /** Chunks of a commit not yet switched to whose vectors are already in: vector queries skip them. */
+  readonly unpublishedVectors = new Set<number>();
 
   #deps: PipelineDeps;
   // Latest change per key, in arrival order; a newer change for a queued key replaces it.
@@ -437,19 +439,25 @@ export class Pipeline {
       // Held: queries keep the previous state while the store and the text index take the
       // batch (seconds for a huge document), then switch with the catalog in one short step.
       const result = await engine.commit(model, fresh.map((p) => p.op), { hold: true });
-      await lock.write(async () => {
-        await engine.publish().catch((err: unknown) => logger.warn('text index not reloaded after a commit', { error: describeError(err) }));
-        if (this.#deps.embedder.modelKey === model) {
-          backlog = this.#apply(result, fresh);
-          return;
-        }
-        // The model switched during the commit: the catalog follows the store, and the new
-        // model's vectors come from processing these documents again.
-        this.#apply(result, fresh);
-        for (const p of fresh) if (p.op.op === 'upsert') p.redo?.();
-      });
+      // The new chunks' vectors go in before the switch, in slices: a vector query skips them
+      // until the catalog has them, so it sees the previous version whole, then the new one.
+      backlog = this.#vectorBacklog(result, fresh);
+      for (const b of backlog) for (const id of b.ids) this.unpublishedVectors.add(id);
+      try {
+        await this.#addVectors(backlog);
+        await lock.write(async () => {
+          await engine.publish().catch((err: unknown) => logger.warn('text index not reloaded after a commit', { error: describeError(err) }));
+          this.#apply(result, fresh);
+          this.unpublishedVectors.clear();
+          if (this.#deps.embedder.modelKey === model) return;
+          // The model switched during the commit: the catalog follows the store, and the new
+          // model's vectors come from processing these documents again.
+          for (const p of fresh) if (p.op.op === 'upsert') p.redo?.();
+        });
+      } finally {
+        this.unpublishedVectors.clear();
+      }
       committed = fresh;
-      await this.#addVectors(backlog);
       this.#releaseMemoryAfter(result);
       this.lastSeq = Math.max(this.lastSeq, result.seq);
       this.#emitChange(result.seq, committed);
@@ -568,14 +576,35 @@ export class Pipeline {
   }
 
   /**
-   * Mirrors a store commit into the catalog and removes the vectors of removed chunks (under
-   * the write lock, one short step); returns the vectors still to add. Adding them takes
-   * ~1 ms a vector (hnswlib is synchronous), so they go in after the switch, in slices.
+   * The vectors a held store commit brings: new chunks, and kept ones the index lacks
+   * (committed while the model switched). Adding them takes up to ~1 ms a vector (hnswlib is
+   * synchronous), so they go in before the switch, in slices.
    */
-  #apply(result: CommitResult, batch: PendingCommit[]): VectorBacklog[] {
-    const { vectors, catalog, embedder } = this.#deps;
+  #vectorBacklog(result: CommitResult, batch: PendingCommit[]): VectorBacklog[] {
+    const { vectors, embedder } = this.#deps;
     const byKey = new Map(batch.map((p) => [p.op.key, p]));
     const backlog: VectorBacklog[] = [];
+    for (const doc of result.documents) {
+      const pending = byKey.get(doc.key);
+      if (!pending || pending.op.op !== 'upsert') continue;
+      const { op } = pending;
+      const added = new Set(doc.added);
+      const ids: number[] = [];
+      const vecs: (Float32Array | null)[] = [];
+      doc.current.forEach((id, ordinal) => {
+        if (!added.has(id) && vectors.has(id)) return;
+        ids.push(id);
+        vecs.push(pending.vectors?.get(op.chunks[ordinal]?.textHash ?? '') ?? null);
+      });
+      if (ids.length > 0) backlog.push({ vectors, modelKey: embedder.modelKey, ids, vecs });
+    }
+    return backlog;
+  }
+
+  /** Mirrors a store commit into the catalog and removes the vectors of removed chunks (under the write lock, one short step). */
+  #apply(result: CommitResult, batch: PendingCommit[]): void {
+    const { vectors, catalog } = this.#deps;
+    const byKey = new Map(batch.map((p) => [p.op.key, p]));
     for (const doc of result.documents) {
       const pending = byKey.get(doc.key);
       if (!pending) continue;
@@ -585,34 +614,20 @@ export class Pipeline {
         catalog.removeDocument(doc.key);
         this.counters.deleted++;
       } else if (op.op === 'upsert') {
-        // New chunks, and kept ones the index lacks (committed while the model switched).
-        const added = new Set(doc.added);
-        const ids: number[] = [];
-        const vecs: (Float32Array | null)[] = [];
-        doc.current.forEach((id, ordinal) => {
-          if (!added.has(id) && vectors.has(id)) return;
-          ids.push(id);
-          vecs.push(pending.vectors?.get(op.chunks[ordinal]?.textHash ?? '') ?? null);
-        });
-        if (ids.length > 0) {
-          backlog.push({ vectors, modelKey: embedder.modelKey, ids, vecs });
-          this.vectorsDirty = true;
-        }
         catalog.setDocument(doc.key, doc.current, op.chunks.map((c) => c.metadata));
         this.counters.committed++;
       }
       if (doc.removed.length > 0 || doc.added.length > 0) this.vectorsDirty = true;
     }
-    return backlog;
   }
 
   /**
-   * Adds committed chunks' vectors, yielding between slices. A chunk id is never reused, so a
-   * chunk that a later commit removed meanwhile (no longer in the catalog) is skipped, never
-   * revived. Stopped by shutdown, the rest is filled from the store on the next open.
+   * Adds a held commit's vectors, yielding between slices (commits are one at a time, so no
+   * later one can remove these chunks meanwhile). Stopped by shutdown, the rest is filled from
+   * the store on the next open.
    */
   async #addVectors(backlog: VectorBacklog[]): Promise<void> {
-    const { catalog, engine } = this.#deps;
+    const { engine } = this.#deps;
     const slicer = new Slicer();
     for (const { vectors, modelKey, ids, vecs } of backlog) {
       const needing: number[] = [];
@@ -620,14 +635,14 @@ export class Pipeline {
         if (this.#abort.signal.aborted) return;
         const vec = vecs[i];
         if (!vec) needing.push(ids[i]!);
-        else if (catalog.has(ids[i]!)) this.#addVector(vectors, ids[i]!, vec);
+        else this.#addVector(vectors, ids[i]!, vec);
         await slicer.pause();
       }
       for (let i = 0; i < needing.length && !this.#abort.signal.aborted; i += this.#deps.config.embed_batch) {
         const page = needing.slice(i, i + this.#deps.config.embed_batch);
         const stored = await engine.chunkEmbeddings(modelKey, page);
         for (let j = 0; j < page.length; j++) {
-          if (stored[j] && catalog.has(page[j]!)) this.#addVector(vectors, page[j]!, stored[j]!);
+          if (stored[j]) this.#addVector(vectors, page[j]!, stored[j]!);
           await slicer.pause();
         }
       }
