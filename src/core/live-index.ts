@@ -8,6 +8,7 @@ import { Catalog } from './catalog.js';
 import type { LivedexConfig } from './config.js';
 import { describeError, LivedexError } from './errors.js';
 import { compileFilter } from './filter.js';
+import { describeStoreReset, detectStoreReset, Housekeeper, inspectDataDir, STORE_RESET_CURSOR } from './housekeeping.js';
 import { fuseConvex, fuseRrf, singleLeg, type FusedHit, type LegHit } from './fusion.js';
 import { Pipeline } from './pipeline.js';
 import { describeStorageProblem, storageProblem } from './storage-error.js';
@@ -139,6 +140,9 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
   #building: ModelBuild | null = null;
   #modelSwitch: Promise<void> = Promise.resolve();
   #sandbox: ParseSandbox | null = null;
+  #housekeeper: Housekeeper | null = null;
+  /** The configured model: its cache entries are kept even while a build of it is not running. */
+  #configuredModel = '';
   /** Extensions some configured parser claims (the text fallback aside). */
   #parserExtensions: ReadonlySet<string> = new Set();
 
@@ -174,11 +178,18 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     await mkdir(dataDir, { recursive: true });
     const ctx: PluginContext = { logger, dataDir };
     const { language, stop_words: stopWords, ascii_folding: asciiFolding } = config.text_index;
+    // Read before the engine opens: it rebuilds an index that is ahead of the store.
+    const claims = opts.readOnly ? null : await inspectDataDir(dataDir);
     const engine = await openEngine(dataDir, { readOnly: opts.readOnly ?? false, analyzer: { language, stopWords, asciiFolding } }).catch((err: unknown) => {
       const problem = storageProblem(err);
       throw problem ? new LivedexError('engine_error', describeStorageProblem(problem, dataDir, err), { cause: err }) : err;
     });
     if (engine.textIndexRebuilt && engine.textIndexRebuilt !== 'it does not exist') logger.info('text index rebuilt from the store', { reason: engine.textIndexRebuilt });
+    const reset = claims && detectStoreReset(claims, (await engine.stats()).lastSeq);
+    if (reset) {
+      logger.error(describeStoreReset(reset, dataDir), { ...reset });
+      await engine.setCursor(STORE_RESET_CURSOR, JSON.stringify(reset));
+    }
     const { enabled: sandboxed, ...limits } = config.sandbox;
     const sandbox = sandboxed && !opts.readOnly
       ? new ParseSandbox({ ...limits, logger, dataDir, registryModule: opts.registryModule ?? DEFAULT_REGISTRY_MODULE })
@@ -218,6 +229,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
 
       const index = new LiveIndex(opts, { engine, embedder, vectors, catalog, parsers, fallback, splitter, splitters });
       index.#sandbox = sandbox;
+      index.#configuredModel = configured.modelKey;
       index.#parserExtensions = new Set(parsers.keys());
       index.pipeline.lastSeq = (await engine.stats()).lastSeq;
       const synced = await index.#fillVectors(embedder, vectors);
@@ -382,6 +394,28 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     this.#ready = true;
     await this.snapshot();
     logger.info('initial sync done', { documents: (await this.engine.stats()).documents, chunks: this.catalog.size });
+    this.#startHousekeeping(dataDir);
+  }
+
+  #startHousekeeping(dataDir: string): void {
+    if (this.#closed) return;
+    this.#housekeeper = new Housekeeper({
+      engine: this.engine,
+      config: this.config.housekeeping,
+      logger: this.#opts.logger,
+      storePath: join(dataDir, 'store.sqlite'),
+      keepModels: () => [this.#embedder.modelKey, this.#configuredModel, ...(this.#building ? [this.#building.embedder.modelKey] : [])],
+      // The vector index heals from the store itself (set difference), but its snapshot
+      // sequence bounds the log too, so an index that does replay it never misses an entry.
+      appliedSeq: async () => Math.min((await this.engine.stats()).textIndexSeq, this.#vectors.snapshotSeq),
+      quiet: () => this.pipeline.depth === 0 && this.pipeline.inFlight === 0,
+    });
+    this.#housekeeper.start();
+  }
+
+  /** The store pruner (null before the first sync is done, and in a read-only index). */
+  get housekeeper(): Housekeeper | null {
+    return this.#housekeeper;
   }
 
   #sourceContext(source: Source): SourceContext {
@@ -633,6 +667,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     this.#closed = true;
     this.#abort.abort();
     if (this.#snapshotTimer) clearInterval(this.#snapshotTimer);
+    await this.#housekeeper?.stop();
     await Promise.all(this.#sources.map((s) => s.stop().catch(() => {})));
     // The pipeline aborts its work at once; closing the models cancels their calls in flight.
     const pipelineClosed = this.pipeline.close();
