@@ -170,7 +170,6 @@ export class Housekeeper {
       if (!b.next) break;
       after = b.next;
     }
-    if (!this.#stopped) await engine.checkpoint();
     this.counters.passes++;
     this.counters.changeLogDeleted += result.changeLogDeleted;
     this.counters.embeddingsDeleted += result.embeddings.deleted;

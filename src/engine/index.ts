@@ -115,7 +115,6 @@ interface NativeEngine {
     quietLookups?: number | undefined;
   }): Promise<NativeEmbeddingBatch>;
   pruneChangeLog(upTo: number, limit: number): Promise<number>;
-  checkpoint(): Promise<void>;
   housekeepingCounts(): Promise<HousekeepingCounts>;
   readonly readOnly: boolean;
   readonly rebuilt: string | null;
@@ -398,10 +397,6 @@ class NativeBackedEngine implements Engine {
 
   pruneChangeLog(upTo: number, limit: number): Promise<number> {
     return call('pruneChangeLog', () => this.native.pruneChangeLog(Math.floor(upTo), Math.max(1, Math.min(Math.floor(limit), 0xffffffff))));
-  }
-
-  checkpoint(): Promise<void> {
-    return call('checkpoint', () => this.native.checkpoint());
   }
 
   housekeepingCounts(): Promise<HousekeepingCounts> {

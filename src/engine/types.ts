@@ -177,8 +177,6 @@ export interface Engine {
   pruneEmbeddings(pass: EmbeddingPass): Promise<EmbeddingBatch>;
   /** Deletes at most `limit` change-log entries at or below `upTo`, never beyond the text index's committed sequence; resolves with how many. */
   pruneChangeLog(upTo: number, limit: number): Promise<number>;
-  /** Copies the write-ahead log into the store without waiting for readers (keeps the WAL file from growing). */
-  checkpoint(): Promise<void>;
   housekeepingCounts(): Promise<HousekeepingCounts>;
   close(): Promise<void>;
 }

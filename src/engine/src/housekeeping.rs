@@ -19,7 +19,8 @@ use crate::text::TextIndex;
 ///
 /// `embeddings.unused_since` (Unix ms): when a pass first saw the entry with no live chunk
 /// (NULL while one uses it). `chunks_text_hash` makes "does a live chunk use this text" a
-/// lookup instead of a scan.
+/// lookup instead of a scan. `journal_size_limit` cuts the WAL back after a checkpoint once a
+/// large ingest has blown it up (SQLite's own checkpoints keep reusing it otherwise).
 pub fn ensure_schema(conn: &Connection) -> Result<()> {
     let has_column: bool = conn
         .query_row(
@@ -245,13 +246,6 @@ pub fn counts(conn: &Connection) -> Result<Counts> {
     res
 }
 
-/// Moves the WAL back into the database without waiting for readers, so the WAL file does
-/// not keep growing under steady writes; with `journal_size_limit` it is also cut back.
-pub fn checkpoint(conn: &Connection) -> Result<()> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-    Ok(())
-}
-
 /// The change-log sequence the text index in `path` claims, None when there is no usable one.
 pub fn text_index_seq(path: &Path) -> Option<i64> {
     if !path.join("meta.json").exists() {
@@ -280,9 +274,5 @@ impl Engine {
             let up_to = up_to.min(ws.tw.seq);
             prune_change_log(&mut ws.conn, up_to, limit)
         })
-    }
-
-    pub fn checkpoint(&self) -> Result<()> {
-        self.with_writer("checkpoint", |ws| checkpoint(&ws.conn))
     }
 }

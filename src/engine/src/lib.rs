@@ -584,12 +584,6 @@ impl NativeEngine {
     }
 
     #[napi(catch_unwind)]
-    pub fn checkpoint(&self) -> AsyncTask<Job<()>> {
-        let inner = self.inner.clone();
-        job(move || inner.checkpoint())
-    }
-
-    #[napi(catch_unwind)]
     pub fn housekeeping_counts(&self) -> AsyncTask<Job<NativeHousekeepingCounts>> {
         let inner = self.inner.clone();
         job(move || {
