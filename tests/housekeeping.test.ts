@@ -75,6 +75,10 @@ describe('housekeeping over edit cycles', () => {
     assert.equal(settled!.chunks, FILES, 'one chunk per file');
     assert.equal(settled!.embeddingsUnused, 0);
     assert.ok(peak < FILES * cycles, `the cache never held every revision at once (peak ${peak} entries for ${FILES * (cycles + 1)} revisions)`);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    const pruned = (kind: string) => Number(new RegExp(`^livedex_store_pruned_total\\{kind="${kind}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
+    assert.ok(pruned('embeddings') >= FILES * cycles - FILES, `/metrics counts the pruned embeddings (${pruned('embeddings')})`);
+    assert.ok(pruned('change_log') >= FILES * cycles, `/metrics counts the pruned change-log entries (${pruned('change_log')})`);
     // The live chunks still answer, from their own embeddings.
     const hits = await retrieve(server.url, { query: `tok0x${cycles}`, k: 1, mode: 'vector' });
     assert.match(hits[0]!.text, new RegExp(`tok0x${cycles}`));

@@ -658,6 +658,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
       pipeline: { ...this.pipeline.counters },
       changesSeen: this.#seen,
       model: { key: this.#embedder.modelKey, documents: calling.counters ?? null, queries: calling.queryCounters ?? null },
+      ...(this.#housekeeper ? { housekeeping: { ...this.#housekeeper.counters } } : {}),
     };
   }
 
@@ -678,6 +679,8 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     await pipelineClosed;
     await this.#sandbox?.close().catch(() => {});
     if (!this.#opts.readOnly) await this.snapshot().catch((err) => this.#opts.logger.warn('vector snapshot failed', { error: String(err) }));
+    // A timer's snapshot may still be writing its files: it holds the write lock until done.
+    await this.#lock.write(async () => {});
     await this.engine.close();
   }
 }
