@@ -133,6 +133,63 @@ describe('a revert within the grace period', () => {
   });
 });
 
+describe('housekeeping through a model change', () => {
+  let folder: { path: string; cleanup(): Promise<void> };
+  let data: { path: string; cleanup(): Promise<void> };
+
+  before(async () => {
+    folder = await tempDir('livedex-hk-docs-');
+    data = await tempDir('livedex-hk-data-');
+    for (let f = 0; f < 12; f++) await writeFile(join(folder.path, `f${f}.md`), text(f, 0));
+  });
+
+  after(async () => {
+    await folder.cleanup();
+    await data.cleanup();
+  });
+
+  it("keeps the serving and the building model's entries, and lets the previous model's go once the switch is done", async () => {
+    const first = await startServer(folder.path, { dataDir: data.path, config: { sandbox: { enabled: false } } });
+    await first.ready;
+    await first.close();
+
+    // No grace at all: an entry goes at the first pass that finds it unused.
+    const second = await startServer(folder.path, {
+      dataDir: data.path,
+      config: {
+        sandbox: { enabled: false },
+        embedder: { 'slow-hashing': { dimensions: 256, delay_ms: 60 } },
+        pipeline: { embed_batch: 2 },
+        housekeeping: { interval_s: 0.05, cache_grace_s: 0 },
+      },
+    });
+    try {
+      await second.ready;
+      const samples: number[] = [];
+      while (second.index.model.building) {
+        const c = await counts(data.path);
+        // The serving model's 12 entries, plus what the build has embedded so far.
+        samples.push(c.embeddings - c.chunks);
+        await new Promise((r) => setTimeout(r, 30));
+      }
+      await second.index.modelSwitched();
+      assert.ok(samples.length > 2 && samples.every((n) => n >= 0), `the serving model kept its entries during the build: ${samples.join(' ')}`);
+      assert.ok(samples.some((n) => n > 0), 'the build stored entries of its own while passes ran');
+      const { value } = await waitFor(async () => {
+        const c = await counts(data.path);
+        return c.embeddings === c.chunks ? c : null;
+      }, 20_000, 50);
+      assert.equal(value!.chunks, 12);
+      // The entries left are the new model's: an edit reuses them, embedding only its new text.
+      embedCounter.reset();
+      await edit(second, folder.path, 3, 1);
+      assert.equal(embedCounter.texts, 1);
+    } finally {
+      await second.close();
+    }
+  });
+});
+
 describe('a reset store', () => {
   let folder: { path: string; cleanup(): Promise<void> };
   let data: { path: string; cleanup(): Promise<void> };
