@@ -12,6 +12,7 @@ import { loadConfigFile } from './config-file.js';
 import { closeEmbedder } from './core/calls.js';
 import type { LivedexConfig } from './core/config.js';
 import { describeError } from './core/errors.js';
+import { describeStoreReset, detectStoreReset, inspectDataDir, STORE_RESET_CURSOR, type DataDirClaims, type StoreReset } from './core/housekeeping.js';
 import type { Registry } from './core/registry.js';
 import { describeStorageProblem, storageProblem } from './core/storage-error.js';
 import type { Embedder, Logger } from './core/types.js';
@@ -44,6 +45,8 @@ export interface DoctorOptions {
 const ACTIVE_MODEL_CURSOR = 'livedex:embedder';
 const SERVER_FILE = 'server.json';
 const safeName = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, '_');
+/** How long a store reset found at a start stays a warning. */
+const RESET_NOTE_DAYS = 7;
 
 /**
  * Runs every check and returns them in order; none throws.
@@ -75,6 +78,20 @@ export async function runDoctor(opts: DoctorOptions): Promise<Check[]> {
 /** The data directory: free space, writability, a running server, the store, the text index and the vector snapshot. */
 async function checkDataDir(dataDir: string): Promise<Check[]> {
   const checks: Check[] = [];
+  const claims = await inspectDataDir(dataDir);
+  if (claims.storeBytes === null || claims.storeBytes === 0) {
+    // Indexes that reflect commits the store does not have: the store was lost, not never made.
+    const reset = detectStoreReset(claims, 0);
+    if (reset) {
+      checks.push({
+        level: 'fail',
+        name: 'store',
+        message: describeStoreReset(reset, dataDir, 'next start'),
+        advice: `restore ${join(dataDir, 'store.sqlite')} from a backup before starting livedex on this data dir; otherwise the next start re-indexes every source from scratch`,
+      });
+      return checks;
+    }
+  }
   if (!existsSync(join(dataDir, 'store.sqlite'))) {
     checks.push({ level: 'fail', name: 'data dir', message: `no index in ${dataDir}`, advice: 'run `livedex index <folder>` or `livedex serve …` with this --data-dir (or --config) first' });
     return checks;
@@ -139,6 +156,7 @@ async function checkDataDir(dataDir: string): Promise<Check[]> {
   }
   try {
     checks.push(...(await checkStore(engine)));
+    checks.push(...(await checkReset(engine, dataDir, claims)));
     checks.push(...(await checkVectors(engine, dataDir)));
   } finally {
     await engine.close();
@@ -195,6 +213,37 @@ async function checkStore(engine: Engine): Promise<Check[]> {
     });
   }
   return checks;
+}
+
+/** A store behind its indexes now, or found reset at a recent start. */
+async function checkReset(engine: Engine, dataDir: string, claims: DataDirClaims): Promise<Check[]> {
+  const stats = await engine.stats();
+  const now = detectStoreReset(claims, stats.lastSeq);
+  if (now) {
+    return [{
+      level: 'fail',
+      name: 'store reset',
+      message: describeStoreReset(now, dataDir, 'next start'),
+      advice: `if this store is not the one you meant to keep, restore the right ${join(dataDir, 'store.sqlite')} before starting livedex`,
+    }];
+  }
+  let found: StoreReset | null = null;
+  try {
+    found = JSON.parse((await engine.getCursor(STORE_RESET_CURSOR)) ?? 'null') as StoreReset | null;
+  } catch {
+    // An unreadable note: nothing to report.
+  }
+  if (!found || typeof found.detected_at !== 'number') return [];
+  const when = new Date(found.detected_at * 1000).toISOString();
+  if (Date.now() / 1000 - found.detected_at > RESET_NOTE_DAYS * 86400) {
+    return [{ level: 'ok', name: 'store reset', message: `the store was found reset on ${when}, more than ${RESET_NOTE_DAYS} days ago` }];
+  }
+  return [{
+    level: 'warn',
+    name: 'store reset',
+    message: `found at the start on ${when}: ${describeStoreReset(found, dataDir, 'past')}`,
+    advice: `find what emptied or replaced the store (a cleanup script, a restore, a copy that ran out of space) and push again what was pushed over HTTP; this note stays ${RESET_NOTE_DAYS} days`,
+  }];
 }
 
 /** The serving model's vector snapshot, compared with the change log. */

@@ -114,6 +114,31 @@ describe('livedex doctor', () => {
     assert.match(out, /→ the store is damaged: restore .* or move the data dir away and index again/);
   });
 
+  it('fails on a store older than its indexes (a restored backup), saying what it means', async () => {
+    const copy = join(root.path, 'restored');
+    await cp(dataDir, copy, { recursive: true });
+    const backup = join(root.path, 'store-backup');
+    await cp(copy, backup, { recursive: true, filter: (src) => src === copy || /store\.sqlite/.test(src) });
+    // The indexes move on past the backup…
+    await writeFile(join(docs, 'later.md'), '# Later\n\nA note written after the backup.\n');
+    try {
+      const config = parseConfig({ data_dir: copy, sources: [{ fs: { path: docs, reconcile_interval_s: 0 } }], sandbox: { enabled: false } });
+      const index = await LiveIndex.open({ config, registry: builtinRegistry(), logger: silentLogger });
+      await index.start();
+      await index.close();
+    } finally {
+      await rm(join(docs, 'later.md'));
+    }
+    // …and the store is put back.
+    await rm(join(copy, 'store.sqlite-wal'), { force: true });
+    await cp(backup, copy, { recursive: true });
+    const { code, out } = await doctor(['--data-dir', copy]);
+    assert.equal(code, 1, out);
+    assert.match(out, /FAIL {2}store reset: the store was reset: .*store\.sqlite is older than its indexes \(at change-log sequence \d+\) while the text index reflects sequence \d+/);
+    assert.match(out, /likely it was restored from an older backup/);
+    assert.match(out, /At the next start the indexes are rebuilt .*documents pushed over HTTP are lost unless pushed again/);
+  });
+
   it('fails on a bad config, naming the field', async () => {
     const app = await appFile('bad.yaml', `data_dir: ${dataDir}\nsources:\n  - fs:\n      paht: ${docs}\n`);
     const { code, out } = await doctor(['--config', app]);

@@ -77,6 +77,17 @@ export const PipelineConfig = z.strictObject({
   retry_max_ms: z.number().int().min(1).default(600_000).describe('longest wait between such tries (the wait doubles up to it)'),
 });
 
+/** Pruning of what the store keeps only for a while: unused embeddings, applied change-log entries. */
+export const HousekeepingConfig = z.strictObject({
+  interval_s: z.number().min(0).default(300).describe('how often the store is pruned (also once after the first sync); 0 = never'),
+  cache_grace_s: z
+    .number()
+    .min(0)
+    .default(3600)
+    .describe('how long an embedding no chunk uses stays cached (a revert within it is not embedded again); entries of models no longer configured go the same way'),
+  batch: z.number().int().min(1).default(2000).describe('rows pruned per store transaction (commits wait at most one batch)'),
+});
+
 /** Who may call the server. */
 export const AuthConfig = z.strictObject({
   tokens: z
@@ -163,6 +174,7 @@ export const LivedexConfig = z.strictObject({
   retrieval: RetrievalConfig.default(RetrievalConfig.parse({})),
   text_index: TextIndexConfig.prefault({}),
   pipeline: PipelineConfig.default(PipelineConfig.parse({})),
+  housekeeping: HousekeepingConfig.prefault({}),
   /** Parsing in worker threads with time, heap and size limits; a hostile file never hurts the server. */
   sandbox: sandboxConfigSchema.extend({ enabled: z.boolean().default(true) }).prefault({}),
 });
@@ -170,3 +182,4 @@ export type LivedexConfig = z.output<typeof LivedexConfig>;
 export type RetrievalConfig = z.output<typeof RetrievalConfig>;
 export type PipelineConfig = z.output<typeof PipelineConfig>;
 export type TextIndexConfig = z.output<typeof TextIndexConfig>;
+export type HousekeepingConfig = z.output<typeof HousekeepingConfig>;

@@ -9,6 +9,7 @@ import type { LivedexConfig } from './config.js';
 import { describeError, LivedexError } from './errors.js';
 import { compileFilter, filterBudget } from './filter.js';
 import { filterLimits } from './filter-budget.js';
+import { describeStoreReset, detectStoreReset, Housekeeper, inspectDataDir, STORE_RESET_CURSOR } from './housekeeping.js';
 import { fuseConvex, fuseRrf, singleLeg, type FusedHit, type LegHit } from './fusion.js';
 import { Pipeline } from './pipeline.js';
 import { describeStorageProblem, storageProblem } from './storage-error.js';
@@ -144,6 +145,9 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
   /** The vector snapshot being written (settles, never rejects): a model switch waits for it before removing the old folder. */
   #saving: Promise<void> = Promise.resolve();
   #sandbox: ParseSandbox | null = null;
+  #housekeeper: Housekeeper | null = null;
+  /** The configured model: its cache entries are kept even while a build of it is not running. */
+  #configuredModel = '';
   /** Extensions some configured parser claims (the text fallback aside). */
   #parserExtensions: ReadonlySet<string> = new Set();
 
@@ -179,11 +183,18 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     await mkdir(dataDir, { recursive: true });
     const ctx: PluginContext = { logger, dataDir };
     const { language, stop_words: stopWords, ascii_folding: asciiFolding } = config.text_index;
+    // Read before the engine opens: it rebuilds an index that is ahead of the store.
+    const claims = opts.readOnly ? null : await inspectDataDir(dataDir);
     const engine = await openEngine(dataDir, { readOnly: opts.readOnly ?? false, analyzer: { language, stopWords, asciiFolding } }).catch((err: unknown) => {
       const problem = storageProblem(err);
       throw problem ? new LivedexError('engine_error', describeStorageProblem(problem, dataDir, err), { cause: err }) : err;
     });
     if (engine.textIndexRebuilt && engine.textIndexRebuilt !== 'it does not exist') logger.info('text index rebuilt from the store', { reason: engine.textIndexRebuilt });
+    const reset = claims && detectStoreReset(claims, (await engine.stats()).lastSeq);
+    if (reset) {
+      logger.error(describeStoreReset(reset, dataDir), { ...reset });
+      await engine.setCursor(STORE_RESET_CURSOR, JSON.stringify(reset));
+    }
     const { enabled: sandboxed, ...limits } = config.sandbox;
     const sandbox = sandboxed && !opts.readOnly
       ? new ParseSandbox({ ...limits, logger, dataDir, registryModule: opts.registryModule ?? DEFAULT_REGISTRY_MODULE })
@@ -223,6 +234,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
 
       const index = new LiveIndex(opts, { engine, embedder, vectors, catalog, parsers, fallback, splitter, splitters });
       index.#sandbox = sandbox;
+      index.#configuredModel = configured.modelKey;
       index.#parserExtensions = new Set(parsers.keys());
       index.pipeline.lastSeq = (await engine.stats()).lastSeq;
       const synced = await index.#fillVectors(embedder, vectors);
@@ -388,6 +400,27 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     this.#ready = true;
     await this.snapshot();
     logger.info('initial sync done', { documents: (await this.engine.stats()).documents, chunks: this.catalog.size });
+    this.#startHousekeeping(dataDir);
+  }
+
+  #startHousekeeping(dataDir: string): void {
+    if (this.#closed) return;
+    this.#housekeeper = new Housekeeper({
+      engine: this.engine,
+      config: this.config.housekeeping,
+      logger: this.#opts.logger,
+      storePath: join(dataDir, 'store.sqlite'),
+      keepModels: () => [this.#embedder.modelKey, this.#configuredModel, ...(this.#building ? [this.#building.embedder.modelKey] : [])],
+      // The vector index heals from the store itself (set difference), but its snapshot
+      // sequence bounds the log too, so an index that does replay it never misses an entry.
+      appliedSeq: async () => Math.min((await this.engine.stats()).textIndexSeq, this.#vectors.snapshotSeq),
+    });
+    this.#housekeeper.start();
+  }
+
+  /** The store pruner (null before the first sync is done, and in a read-only index). */
+  get housekeeper(): Housekeeper | null {
+    return this.#housekeeper;
   }
 
   #sourceContext(source: Source): SourceContext {
@@ -657,6 +690,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
       pipeline: { ...this.pipeline.counters },
       changesSeen: this.#seen,
       model: { key: this.#embedder.modelKey, documents: calling.counters ?? null, queries: calling.queryCounters ?? null },
+      ...(this.#housekeeper ? { housekeeping: { ...this.#housekeeper.counters } } : {}),
     };
   }
 
@@ -666,6 +700,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     this.#closed = true;
     this.#abort.abort();
     if (this.#snapshotTimer) clearInterval(this.#snapshotTimer);
+    await this.#housekeeper?.stop();
     await Promise.all(this.#sources.map((s) => s.stop().catch(() => {})));
     // The pipeline aborts its work at once; closing the models cancels their calls in flight.
     const pipelineClosed = this.pipeline.close();
@@ -676,6 +711,9 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     await pipelineClosed;
     await this.#sandbox?.close().catch(() => {});
     if (!this.#opts.readOnly) await this.snapshot().catch((err) => this.#opts.logger.warn('vector snapshot failed', { error: String(err) }));
+    // A timer's snapshot may still be writing its files (outside the lock): wait for it.
+    await this.#lock.write(async () => {});
+    await this.#saving;
     await this.engine.close();
   }
 }

@@ -477,6 +477,12 @@ export class Pipeline {
         this.#holdForStorage(batch, describeStorageProblem(problem, engine.dir, err), err);
         return;
       }
+      if (/has no embedding and none is cached/.test(describeError(err)) && withCachedVectors(batch)) {
+        // The store pruned a cache entry between this batch's lookup and its commit (nothing
+        // was committed): send the vectors the lookup gave, which puts the entries back.
+        await this.#commitBatch(batch);
+        return;
+      }
       if (batch.length === 1) {
         batch[0]!.reject(err);
         return;
@@ -670,6 +676,29 @@ export class Pipeline {
     vectors.add(id, vec);
     this.vectorsDirty = true;
   }
+}
+
+/**
+ * Gives every chunk of the batch's upserts its vector from the lookup (`pending.vectors`) where
+ * it was left to the cache; false when there was nothing to add, so a retry would fail the same.
+ */
+function withCachedVectors(batch: PendingCommit[]): boolean {
+  let added = false;
+  for (const p of batch) {
+    if (p.op.op !== 'upsert' || !p.vectors) continue;
+    const vectors = p.vectors;
+    p.op = {
+      ...p.op,
+      chunks: p.op.chunks.map((c) => {
+        if (c.embedding) return c;
+        const embedding = vectors.get(c.textHash);
+        if (!embedding) return c;
+        added = true;
+        return { ...c, embedding };
+      }),
+    };
+  }
+  return added;
 }
 
 /** The reason `metadata` is refused (its JSON is larger than `max` bytes), or null. */

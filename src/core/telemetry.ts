@@ -5,6 +5,7 @@
  * into Prometheus metrics and the logger into one line per state change.
  */
 import type { CallCounters } from './calls.js';
+import type { HousekeepingCounters } from './housekeeping.js';
 import type { PipelineCounters } from './pipeline.js';
 
 /** The state a document settled in after one commit. */
@@ -31,6 +32,8 @@ export interface TelemetrySnapshot {
   changesSeen: number;
   /** The model serving queries and the counters of its calls (null when it is not a calling embedder). */
   model: { key: string; documents: CallCounters | null; queries: CallCounters | null };
+  /** What the store pruner has removed (absent before the first sync, and in a read-only index). */
+  housekeeping?: Readonly<HousekeepingCounters>;
 }
 
 /** An index that reports its work; `LiveIndex` is one. */

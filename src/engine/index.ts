@@ -21,8 +21,11 @@ import type {
   CommitResult,
   DocumentOp,
   DocumentRow,
+  EmbeddingBatch,
+  EmbeddingPass,
   Engine,
   EngineStats,
+  HousekeepingCounts,
   OpenOptions,
   TextAnalyzer,
   TextHit,
@@ -105,8 +108,29 @@ interface NativeStats {
   lastIndexed?: number | null;
 }
 
+interface NativeEmbeddingBatch {
+  scanned: number;
+  marked: number;
+  revived: number;
+  deleted: number;
+  deferred: number;
+  nextModel?: string | null;
+  nextHash?: string | null;
+}
+
 interface NativeEngine {
   readonly dir: string;
+  readonly lookupCount: number;
+  pruneEmbeddings(pass: {
+    keepModels: string[];
+    graceMs: number;
+    afterModel?: string | undefined;
+    afterHash?: string | undefined;
+    limit: number;
+    quietLookups?: number | undefined;
+  }): Promise<NativeEmbeddingBatch>;
+  pruneChangeLog(upTo: number, limit: number): Promise<number>;
+  housekeepingCounts(): Promise<HousekeepingCounts>;
   readonly readOnly: boolean;
   readonly rebuilt: string | null;
   commit(model: string, ops: NativeOp[], hold?: boolean | null): Promise<NativeCommitResult>;
@@ -130,6 +154,7 @@ interface NativeEngine {
 
 interface NativeModule {
   openEngine(dir: string, readOnly: boolean, analyzer?: TextAnalyzer | null): Promise<NativeEngine>;
+  textIndexSeq(dir: string): Promise<number | null>;
 }
 
 /**
@@ -441,9 +466,51 @@ class NativeBackedEngine implements Engine {
     });
   }
 
+  get lookupCount(): number {
+    return this.native.lookupCount;
+  }
+
+  pruneEmbeddings(pass: EmbeddingPass): Promise<EmbeddingBatch> {
+    return call('pruneEmbeddings', async () => {
+      const b = await this.native.pruneEmbeddings({
+        keepModels: pass.keepModels,
+        graceMs: Math.max(0, Math.floor(pass.graceMs)),
+        ...(pass.after ? { afterModel: pass.after.model, afterHash: pass.after.textHash } : {}),
+        limit: Math.max(1, Math.min(Math.floor(pass.limit), 0xffffffff)),
+        ...(pass.quietLookups != null ? { quietLookups: pass.quietLookups } : {}),
+      });
+      return {
+        scanned: b.scanned,
+        marked: b.marked,
+        revived: b.revived,
+        deleted: b.deleted,
+        deferred: b.deferred,
+        next: b.nextModel != null && b.nextHash != null ? { model: b.nextModel, textHash: b.nextHash } : null,
+      };
+    });
+  }
+
+  pruneChangeLog(upTo: number, limit: number): Promise<number> {
+    return call('pruneChangeLog', () => this.native.pruneChangeLog(Math.floor(upTo), Math.max(1, Math.min(Math.floor(limit), 0xffffffff))));
+  }
+
+  housekeepingCounts(): Promise<HousekeepingCounts> {
+    return call('housekeepingCounts', () => this.native.housekeepingCounts());
+  }
+
   close(): Promise<void> {
     return call('close', () => this.native.close());
   }
+}
+
+/**
+ * The change-log sequence the text index in data dir `dir` claims (null when it has none
+ * usable). Reads only, without opening the store: it tells a store that was reset (empty,
+ * deleted, replaced by an older copy) from a new one.
+ */
+export async function textIndexSeq(dir: string): Promise<number | null> {
+  const native = loadNative();
+  return call('textIndexSeq', async () => (await native.textIndexSeq(resolve(dir))) ?? null);
 }
 
 /**

@@ -109,6 +109,47 @@ export interface TextAnalyzer {
   asciiFolding?: boolean;
 }
 
+/** One batch of a pass over the embedding cache (`pruneEmbeddings`). */
+export interface EmbeddingPass {
+  /** Models whose entries may be in use (the serving one, one being built); other models' entries count as unused. */
+  keepModels: string[];
+  /** How long an entry stays after a pass first saw no chunk using it (a revert within it still hits the cache). */
+  graceMs: number;
+  /** Resume after this entry (the previous batch's `next`); absent starts a pass. */
+  after?: { model: string; textHash: string } | null;
+  /** Entries per batch (one short write transaction). */
+  limit: number;
+  /**
+   * The `lookupCount` read while no document was between its embedding lookup and its commit.
+   * Entries are deleted only if no lookup started since; absent: mark and revive, delete nothing.
+   */
+  quietLookups?: number | null;
+}
+
+export interface EmbeddingBatch {
+  scanned: number;
+  /** Entries newly seen with no chunk using them. */
+  marked: number;
+  /** Entries seen unused before that a chunk uses again. */
+  revived: number;
+  deleted: number;
+  /** Entries past their grace period kept because lookups were under way (deleted by a later pass). */
+  deferred: number;
+  /** Where the next batch starts; null when the pass is complete. */
+  next: { model: string; textHash: string } | null;
+}
+
+export interface HousekeepingCounts {
+  embeddings: number;
+  /** Cache entries no live chunk uses (waiting out their grace period). */
+  embeddingsUnused: number;
+  changeLog: number;
+  /** SQLite pages in the store file, and how many of them are free (reused by later writes). */
+  pageCount: number;
+  freelistCount: number;
+  pageSize: number;
+}
+
 /** What `openEngine` returns. Every method that does I/O runs off the JS thread. */
 export interface Engine {
   readonly dir: string;
@@ -143,5 +184,11 @@ export interface Engine {
   getCursor(name: string): Promise<string | null>;
   setCursor(name: string, value: string): Promise<void>;
   stats(): Promise<EngineStats>;
+  /** Embedding lookups started so far; see `EmbeddingPass.quietLookups`. */
+  readonly lookupCount: number;
+  pruneEmbeddings(pass: EmbeddingPass): Promise<EmbeddingBatch>;
+  /** Deletes at most `limit` change-log entries at or below `upTo`, never beyond the text index's committed sequence; resolves with how many. */
+  pruneChangeLog(upTo: number, limit: number): Promise<number>;
+  housekeepingCounts(): Promise<HousekeepingCounts>;
   close(): Promise<void>;
 }

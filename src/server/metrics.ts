@@ -101,6 +101,13 @@ export function createMetrics(index: LiveIndexApi): AppMetrics {
     pipe('livedex_chunks_embedded_total', 'Chunk texts sent to the embedding model (not found in the store).', (s) => s.pipeline.embedded);
     pipe('livedex_embeddings_reused_total', 'Chunk texts whose embedding came from the store (chunk diff hits).', (s) => s.pipeline.embeddingsReused);
 
+    mirrored(registry, 'livedex_store_pruned_total', 'Rows the store pruner removed: embeddings no chunk used past their grace period, change-log entries every index had applied.', ['kind'] as const, (set) => {
+      const h = readSnapshot()?.housekeeping;
+      if (!h) return;
+      set({ kind: 'embeddings' }, h.embeddingsDeleted);
+      set({ kind: 'change_log' }, h.changeLogDeleted);
+    });
+
     const calls = (name: string, help: string, pick: (c: CallCounters) => number) =>
       mirrored(registry, name, help, ['call'] as const, (set) => {
         const m = readSnapshot()?.model;

@@ -24,9 +24,9 @@ enum CrashPoint {
     AfterStore,
 }
 
-struct WriterState {
-    conn: Connection,
-    tw: TextWriter,
+pub(crate) struct WriterState {
+    pub(crate) conn: Connection,
+    pub(crate) tw: TextWriter,
 }
 
 pub struct Engine {
@@ -132,6 +132,8 @@ impl Engine {
             .context(|| format!("cannot create the data dir {}", dir_path.display()))?;
         let lock_file = acquire_dir_lock(&dir_path)?;
         let conn = store::open_rw(&store_path)?;
+        crate::housekeeping::ensure_schema(&conn)
+            .context(|| format!("store {}", store_path.display()))?;
         let (text, tw, rebuilt) = text::open_rw(&text_path, &conn, analyzer)?;
         let seq = tw.seq;
         Ok(Engine {
@@ -160,7 +162,7 @@ impl Engine {
         Ok(())
     }
 
-    fn with_writer<T>(
+    pub(crate) fn with_writer<T>(
         &self,
         what: &str,
         f: impl FnOnce(&mut WriterState) -> Result<T>,

@@ -5,6 +5,7 @@
 
 mod engine;
 mod error;
+mod housekeeping;
 mod store;
 mod text;
 
@@ -18,6 +19,7 @@ use napi_derive::napi;
 
 use crate::engine::Engine;
 use crate::error::Error as EngineError;
+use crate::housekeeping::LookupGuard;
 
 // ───────────────────────────── the task runner ─────────────────────────────
 
@@ -196,6 +198,49 @@ pub struct NativeStats {
     pub last_indexed: Option<i64>,
 }
 
+#[napi(object)]
+pub struct NativeEmbeddingPass {
+    pub keep_models: Vec<String>,
+    pub grace_ms: i64,
+    pub after_model: Option<String>,
+    pub after_hash: Option<String>,
+    pub limit: u32,
+    /// The `lookupCount` seen while nothing was in flight; absent: mark only, delete nothing.
+    pub quiet_lookups: Option<i64>,
+}
+
+#[napi(object)]
+pub struct NativeEmbeddingBatch {
+    pub scanned: i64,
+    pub marked: i64,
+    pub revived: i64,
+    pub deleted: i64,
+    pub deferred: i64,
+    pub next_model: Option<String>,
+    pub next_hash: Option<String>,
+}
+
+#[napi(object)]
+pub struct NativeHousekeepingCounts {
+    pub embeddings: i64,
+    pub embeddings_unused: i64,
+    pub change_log: i64,
+    pub page_count: i64,
+    pub freelist_count: i64,
+    pub page_size: i64,
+}
+
+/// The change-log sequence the text index in `dir` (a data dir) claims; null when it has none
+/// usable. Reads only; safe beside a running server.
+#[napi(catch_unwind)]
+pub fn text_index_seq(dir: String) -> AsyncTask<Job<Option<i64>>> {
+    job(move || {
+        Ok(housekeeping::text_index_seq(
+            &std::path::Path::new(&dir).join(engine::TEXT_DIR),
+        ))
+    })
+}
+
 fn pack_vectors(vs: Vec<Option<Vec<f32>>>) -> NativeVectors {
     let total: usize = vs.iter().map(|v| v.as_ref().map_or(0, |v| v.len())).sum();
     let mut data = Vec::with_capacity(total);
@@ -330,6 +375,7 @@ fn to_op(op: NativeOp, staged: &Staged) -> std::result::Result<store::Op, Engine
 pub struct NativeEngine {
     inner: Arc<Engine>,
     staged: Staged,
+    lookups: Arc<LookupGuard>,
 }
 
 /// How the text index analyzes text (see `text::Analyzer`); every field optional.
@@ -362,6 +408,7 @@ pub fn open_engine(
         Ok(NativeEngine {
             inner: Arc::new(Engine::open(&dir, read_only, &analyzer)?),
             staged: Staged::default(),
+            lookups: Arc::new(LookupGuard::default()),
         })
     })
 }
@@ -455,7 +502,9 @@ impl NativeEngine {
         text_hashes: Vec<String>,
     ) -> AsyncTask<Job<NativeVectors>> {
         let inner = self.inner.clone();
+        let lookups = self.lookups.clone();
         job(move || {
+            let _reading = lookups.lookup();
             Ok(pack_vectors(inner.read(|c| {
                 store::lookup_embeddings(c, &model, &text_hashes)
             })?))
@@ -574,6 +623,73 @@ impl NativeEngine {
                 text_index_seq: inner.text_index_seq()?,
                 last_modified: s.last_modified,
                 last_indexed: s.last_indexed,
+            })
+        })
+    }
+
+    /// Embedding lookups started so far (see `housekeeping::LookupGuard`).
+    #[napi(getter)]
+    pub fn lookup_count(&self) -> i64 {
+        self.lookups.count() as i64
+    }
+
+    /// One batch of a pass over the embedding cache: marks unused entries, revives used ones,
+    /// deletes those unused for longer than the grace period.
+    #[napi(catch_unwind)]
+    pub fn prune_embeddings(&self, pass: NativeEmbeddingPass) -> AsyncTask<Job<NativeEmbeddingBatch>> {
+        let inner = self.inner.clone();
+        let lookups = self.lookups.clone();
+        job(move || {
+            let after = match (pass.after_model, pass.after_hash) {
+                (Some(m), Some(h)) => Some((m, h)),
+                _ => None,
+            };
+            let b = inner.prune_embeddings(
+                &lookups,
+                housekeeping::EmbeddingPass {
+                    keep_models: &pass.keep_models,
+                    grace_ms: pass.grace_ms,
+                    after,
+                    limit: pass.limit.max(1) as i64,
+                    quiet_lookups: pass.quiet_lookups.map(|n| n as u64),
+                },
+            )?;
+            let (next_model, next_hash) = match b.next {
+                Some((m, h)) => (Some(m), Some(h)),
+                None => (None, None),
+            };
+            Ok(NativeEmbeddingBatch {
+                scanned: b.scanned,
+                marked: b.marked,
+                revived: b.revived,
+                deleted: b.deleted,
+                deferred: b.deferred,
+                next_model,
+                next_hash,
+            })
+        })
+    }
+
+    /// Deletes at most `limit` change-log entries at or below `upTo` (never beyond the text
+    /// index's committed sequence); resolves with how many.
+    #[napi(catch_unwind)]
+    pub fn prune_change_log(&self, up_to: i64, limit: u32) -> AsyncTask<Job<i64>> {
+        let inner = self.inner.clone();
+        job(move || inner.prune_change_log(up_to, limit.max(1) as i64))
+    }
+
+    #[napi(catch_unwind)]
+    pub fn housekeeping_counts(&self) -> AsyncTask<Job<NativeHousekeepingCounts>> {
+        let inner = self.inner.clone();
+        job(move || {
+            let c = inner.read(housekeeping::counts)?;
+            Ok(NativeHousekeepingCounts {
+                embeddings: c.embeddings,
+                embeddings_unused: c.embeddings_unused,
+                change_log: c.change_log,
+                page_count: c.page_count,
+                freelist_count: c.freelist_count,
+                page_size: c.page_size,
             })
         })
     }
