@@ -49,6 +49,21 @@ describe('decoding', () => {
     assert.deepEqual(decodeText(new Uint8Array(be)), { text: s, encoding: 'utf-16be', lossy: false });
   });
 
+  it('decodes UTF-32 LE and BE with a byte-order mark', () => {
+    const s = 'Grüße, 世界 😀\nline two';
+    const cps = [0xfeff, ...[...s].map((c) => c.codePointAt(0)!)];
+    const le = new Uint8Array(cps.length * 4);
+    const be = new Uint8Array(cps.length * 4);
+    cps.forEach((cp, i) => {
+      new DataView(le.buffer).setUint32(i * 4, cp, true);
+      new DataView(be.buffer).setUint32(i * 4, cp, false);
+    });
+    assert.deepEqual(decodeText(le), { text: s, encoding: 'utf-32le', lossy: false });
+    assert.deepEqual(decodeText(be), { text: s, encoding: 'utf-32be', lossy: false });
+    // A cut-off last unit is a replacement character, not a failure.
+    assert.deepEqual(decodeText(le.subarray(0, le.length - 1)), { text: s.slice(0, -1) + '\uFFFD', encoding: 'utf-32le', lossy: true });
+  });
+
   it('turns invalid UTF-8 bytes into U+FFFD and keeps the rest', () => {
     const { text, encoding, lossy } = decodeText(bytesOf('naïve text with one bad byte ', [0xff], ' and more — fine'));
     assert.equal(text, 'naïve text with one bad byte \uFFFD and more — fine');

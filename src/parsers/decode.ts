@@ -44,6 +44,11 @@ export function decodeText(bytes: Uint8Array, opts: DecodeOptions = {}): Decoded
   if (bom) {
     const body = bytes.subarray(bom.length);
     if (bom.encoding === 'utf-8') return decodeUtf8(body);
+    if (bom.encoding.startsWith('utf-32')) {
+      const text = decodeUtf32(body, bom.encoding === 'utf-32le');
+      assertTextChars(text);
+      return { text: normalizeNewlines(text), encoding: bom.encoding, lossy: text.includes('\uFFFD') };
+    }
     // UTF-16 text is full of NUL bytes, so the binary check runs on the decoded characters.
     const text = new TextDecoder(bom.encoding, { ignoreBOM: true }).decode(body);
     assertTextChars(text);
@@ -75,12 +80,35 @@ export function resolveEncoding(label: string | undefined): string | undefined {
 
 function detectBom(b: Uint8Array): { encoding: string; length: number } | null {
   if (b.length >= 3 && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) return { encoding: 'utf-8', length: 3 };
-  if (b.length >= 4 && ((b[0] === 0xff && b[1] === 0xfe && b[2] === 0 && b[3] === 0) || (b[0] === 0 && b[1] === 0 && b[2] === 0xfe && b[3] === 0xff))) {
-    throw new LivedexError('parse_failed', 'UTF-32 text is not supported; convert the file to UTF-8');
-  }
+  // UTF-32 LE's mark starts like UTF-16 LE's, so it is checked first.
+  if (b.length >= 4 && b[0] === 0xff && b[1] === 0xfe && b[2] === 0 && b[3] === 0) return { encoding: 'utf-32le', length: 4 };
+  if (b.length >= 4 && b[0] === 0 && b[1] === 0 && b[2] === 0xfe && b[3] === 0xff) return { encoding: 'utf-32be', length: 4 };
   if (b.length >= 2 && b[0] === 0xff && b[1] === 0xfe) return { encoding: 'utf-16le', length: 2 };
   if (b.length >= 2 && b[0] === 0xfe && b[1] === 0xff) return { encoding: 'utf-16be', length: 2 };
   return null;
+}
+
+/**
+ * UTF-32 by hand: TextDecoder has no UTF-32. Code points past U+10FFFF, surrogates and a
+ * trailing partial unit become U+FFFD, as the other decoders do with bad input.
+ */
+function decodeUtf32(b: Uint8Array, littleEndian: boolean): string {
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const whole = b.length - (b.length % 4);
+  const parts: string[] = [];
+  let codes: number[] = [];
+  for (let i = 0; i < whole; i += 4) {
+    const cp = view.getUint32(i, littleEndian);
+    codes.push(cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ? 0xfffd : cp);
+    // Flushed in slices so String.fromCodePoint never gets more arguments than the stack holds.
+    if (codes.length === 8192) {
+      parts.push(String.fromCodePoint(...codes));
+      codes = [];
+    }
+  }
+  if (whole < b.length) codes.push(0xfffd);
+  parts.push(String.fromCodePoint(...codes));
+  return parts.join('');
 }
 
 /** C0 controls other than tab, LF, VT, FF, CR and ESC (ANSI colours in logs), plus DEL. */
