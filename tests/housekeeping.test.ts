@@ -68,10 +68,13 @@ describe('housekeeping over edit cycles', () => {
     const before = await counts(data.path);
     assert.ok(before.lastSeq >= FILES * (cycles + 1), `every edit was committed (change log at ${before.lastSeq})`);
     // Settled: every index has applied everything, and every replaced text is past its grace period.
+    let seen = before;
     const { value: settled } = await waitFor(async () => {
-      const c = await counts(data.path);
-      return c.embeddings === c.chunks && c.changeLog === 0 ? c : null;
-    }, 20_000, 100);
+      seen = await counts(data.path);
+      return seen.embeddings === seen.chunks && seen.changeLog === 0 ? seen : null;
+    }, 20_000, 100).catch((err: Error) => {
+      throw new Error(`${err.message}; last counts ${JSON.stringify(seen)}`);
+    });
     assert.equal(settled!.chunks, FILES, 'one chunk per file');
     assert.equal(settled!.embeddingsUnused, 0);
     assert.ok(peak < FILES * cycles, `the cache never held every revision at once (peak ${peak} entries for ${FILES * (cycles + 1)} revisions)`);
@@ -101,7 +104,9 @@ describe('housekeeping over edit cycles', () => {
     const last = 200 + written / FILES - 1;
     for (let f = 0; f < FILES; f++) await edit(server, folder.path, f, last + 1);
     for (let f = 0; f < FILES; f++) {
-      const hits = await retrieve(server.url, { query: `tok${f}x${last + 1}`, k: 1, mode: 'vector' });
+      // Restricted to the file: a vector query returns its chunk only if the chunk has a vector
+      // (across files, the hashing model's buckets can tie one file's token with another's).
+      const hits = await retrieve(server.url, { query: `tok${f}x${last + 1}`, k: 1, mode: 'vector', filepath_globpattern: join(folder.path, `f${f}.md`) });
       assert.match(hits[0]?.text ?? '', new RegExp(`tok${f}x${last + 1}`), `file ${f} is found by its vector`);
     }
     // And the store has each live chunk's vector (a restart rebuilds from it).
@@ -120,6 +125,48 @@ describe('housekeeping over edit cycles', () => {
     embedCounter.reset();
     await edit(server, folder.path, 0, 100);
     assert.equal(embedCounter.texts, 1, 'the old text was embedded again');
+  });
+});
+
+describe('a vector snapshot asked for while a commit holds the write lock', () => {
+  let folder: { path: string; cleanup(): Promise<void> };
+  let data: { path: string; cleanup(): Promise<void> };
+  let server: TestServer;
+
+  before(async () => {
+    folder = await tempDir('livedex-hk-docs-');
+    data = await tempDir('livedex-hk-data-');
+    await writeFile(join(folder.path, 'f0.md'), text(0, 0));
+    // No timer: the spec asks for every snapshot itself.
+    server = await startServer(folder.path, { dataDir: data.path, config: { sandbox: { enabled: false }, pipeline: { snapshot_interval_s: 0 }, housekeeping: { interval_s: 0 } } });
+    await server.ready;
+  });
+
+  after(async () => {
+    await server?.close();
+    await folder.cleanup();
+    await data.cleanup();
+  });
+
+  it('records the sequence of the commit it follows, so the change log can be pruned up to the last commit', async () => {
+    const { index } = server;
+    for (let c = 1; c <= 5; c++) {
+      // Asks for a snapshot on every turn of the event loop while the edit is committed:
+      // some ask while the commit holds the lock and get it the moment the commit lets go.
+      let asking = true;
+      const ask = (async () => {
+        while (asking) {
+          await index.snapshot();
+          await new Promise((r) => setImmediate(r));
+        }
+      })();
+      await edit(server, folder.path, 0, c);
+      await index.pipeline.idle();
+      asking = false;
+      await ask;
+      await index.snapshot();
+      assert.equal(index.vectors.snapshotSeq, index.pipeline.lastSeq, `after edit ${c}, the snapshot is at the last commit`);
+    }
   });
 });
 

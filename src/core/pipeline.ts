@@ -448,6 +448,8 @@ export class Pipeline {
         await lock.write(async () => {
           await engine.publish().catch((err: unknown) => logger.warn('text index not reloaded after a commit', { error: describeError(err) }));
           this.#apply(result, fresh);
+          // In the same step: a snapshot waiting for this lock records this commit's sequence.
+          this.lastSeq = Math.max(this.lastSeq, result.seq);
           this.unpublishedVectors.clear();
           if (this.#deps.embedder.modelKey === model) return;
           // The model switched during the commit: the catalog follows the store, and the new
@@ -459,7 +461,6 @@ export class Pipeline {
       }
       committed = fresh;
       this.#releaseMemoryAfter(result);
-      this.lastSeq = Math.max(this.lastSeq, result.seq);
       this.#emitChange(result.seq, committed);
       this.#emitSettled(committed);
       this.#storageRecovered();
