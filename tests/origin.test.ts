@@ -14,7 +14,7 @@ import { parseConfig } from '../src/livedex.js';
 import { createApp, startServer as startApp } from '../src/server/index.js';
 import { securityFor } from '../src/server/security.js';
 import { operations, type Operation } from '../src/server/openapi.js';
-import { runCli, startServer, tempDir, waitFor, type TestServer } from './helpers/livedex.js';
+import { runCli, serveHeron, startServer, tempDir, waitFor, type HeronServer, type TestServer } from './helpers/livedex.js';
 import { createStubIndex } from './helpers/stub-index.js';
 
 interface Reply {
@@ -65,23 +65,18 @@ function calls(): Array<{ op: Operation; method: string; path: string; body?: st
 }
 
 describe('a server without a token', () => {
+  let served: HeronServer;
   let server: TestServer;
   let port: number;
-  const cleanups: Array<() => Promise<void>> = [];
 
   before(async () => {
-    const folder = await tempDir();
-    const data = await tempDir();
-    cleanups.push(folder.cleanup, data.cleanup);
-    await writeFile(join(folder.path, 'heron.md'), '# Heron\n\nThe heron stands still in the shallow water.');
-    server = await startServer(folder.path, { dataDir: data.path, config: { sources: [{ fs: { path: folder.path, reconcile_interval_s: 0 } }, { push: {} }] } });
+    served = await serveHeron();
+    server = served.server;
     port = server.port;
-    await server.ready;
   });
 
   after(async () => {
-    await server?.close();
-    for (const c of cleanups) await c();
+    await served?.close();
   });
 
   it('reaches every route from a loopback name with a JSON body (the checks below refuse nothing else)', async () => {

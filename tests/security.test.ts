@@ -12,7 +12,7 @@ import type { RetrieveRequest } from '../src/core/types.js';
 import { createApp } from '../src/server/index.js';
 import { matchToken, securityFor, type SecurityOptions } from '../src/server/security.js';
 import { parseConfig } from '../src/livedex.js';
-import { startServer, tempDir, waitFor, type TestServer } from './helpers/livedex.js';
+import { serveHeron, tempDir, waitFor, type HeronServer, type TestServer } from './helpers/livedex.js';
 import { createStubIndex } from './helpers/stub-index.js';
 
 const ADMIN = 'admin-token-0123456789abcdef';
@@ -48,27 +48,16 @@ async function call(base: string, method: string, path: string, body?: unknown, 
 }
 
 describe('security', () => {
+  let served: HeronServer;
   let server: TestServer;
-  const cleanups: Array<() => Promise<void>> = [];
 
   before(async () => {
-    const folder = await tempDir();
-    const data = await tempDir();
-    cleanups.push(folder.cleanup, data.cleanup);
-    await writeFile(join(folder.path, 'heron.md'), '# Heron\n\nThe heron stands still in the shallow water.');
-    server = await startServer(folder.path, {
-      dataDir: data.path,
-      config: {
-        sources: [{ fs: { path: folder.path, reconcile_interval_s: 0 } }, { push: {} }],
-        auth: { tokens: [ADMIN, { token: READER, scope: 'read', name: 'reader' }] },
-      },
-    });
-    await server.ready;
+    served = await serveHeron({ auth: { tokens: [ADMIN, { token: READER, scope: 'read', name: 'reader' }] } });
+    server = served.server;
   });
 
   after(async () => {
-    await server?.close();
-    for (const c of cleanups) await c();
+    await served?.close();
   });
 
   it('refuses every route and MCP without a token or with a wrong one (401), and lets the probes through', async () => {

@@ -4,12 +4,10 @@
  * arrive within `limits.header_timeout_ms` are cut off too. Other requests are answered meanwhile.
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../src/livedex.js';
-import { startServer, tempDir, type TestServer } from './helpers/livedex.js';
+import { serveHeron, type HeronServer, type TestServer } from './helpers/livedex.js';
 
 const MAX_CONCURRENT = 8;
 const SLOW = 260;
@@ -46,27 +44,16 @@ function slowRequest(port: number, head: string, drip: string): SlowClient {
 }
 
 describe('slow requests', () => {
+  let served: HeronServer;
   let server: TestServer;
-  const cleanups: Array<() => Promise<void>> = [];
 
   before(async () => {
-    const folder = await tempDir();
-    const data = await tempDir();
-    cleanups.push(folder.cleanup, data.cleanup);
-    await writeFile(join(folder.path, 'heron.md'), '# Heron\n\nThe heron stands still in the shallow water.');
-    server = await startServer(folder.path, {
-      dataDir: data.path,
-      config: {
-        sources: [{ fs: { path: folder.path, reconcile_interval_s: 0 } }, { push: {} }],
-        limits: { max_concurrent: MAX_CONCURRENT, body_timeout_ms: BODY_TIMEOUT_MS, header_timeout_ms: HEADER_TIMEOUT_MS },
-      },
-    });
-    await server.ready;
+    served = await serveHeron({ limits: { max_concurrent: MAX_CONCURRENT, body_timeout_ms: BODY_TIMEOUT_MS, header_timeout_ms: HEADER_TIMEOUT_MS } });
+    server = served.server;
   });
 
   after(async () => {
-    await server?.close();
-    for (const c of cleanups) await c();
+    await served?.close();
   });
 
   it(`answers other requests while ${SLOW} bodies arrive at 1 byte/s (max_concurrent ${MAX_CONCURRENT}), and cuts those off with 408 after body_timeout_ms`, { timeout: 120_000 }, async () => {

@@ -1,7 +1,7 @@
 /** Test harness: temp folders, an in-process server, a CLI child process, a counting embedder. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -110,6 +110,35 @@ export async function startServer(
   });
   const running = await serve(config, { logger: opts.logger ?? testLogger(), registry: opts.registry ?? countingRegistry() });
   return { ...running, dataDir: opts.dataDir };
+}
+
+/** A server over a folder holding one note (heron.md), with the push route too: the specs of the HTTP layer use it. */
+export interface HeronServer {
+  server: TestServer;
+  folder: string;
+  /** Closes the server and removes its folder and data dir. */
+  close(): Promise<void>;
+}
+
+/** Starts `startServer` over a fresh folder with heron.md, sources `fs` and `push`, and `config` on top. */
+export async function serveHeron(config: Record<string, unknown> = {}): Promise<HeronServer> {
+  const folder = await tempDir();
+  const data = await tempDir();
+  await writeFile(join(folder.path, 'heron.md'), '# Heron\n\nThe heron stands still in the shallow water.');
+  const server = await startServer(folder.path, {
+    dataDir: data.path,
+    config: { sources: [{ fs: { path: folder.path, reconcile_interval_s: 0 } }, { push: {} }], ...config },
+  });
+  await server.ready;
+  return {
+    server,
+    folder: folder.path,
+    async close() {
+      await server.close();
+      await folder.cleanup();
+      await data.cleanup();
+    },
+  };
 }
 
 export interface HttpResult<T = unknown> {
