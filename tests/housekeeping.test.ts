@@ -30,126 +30,111 @@ async function edit(server: TestServer, folder: string, file: number, cycle: num
   await waitFor(async () => (await retrieve(server.url, { query: token, k: 1, mode: 'bm25', filepath_globpattern: path })).length === 1, 20_000);
 }
 
-describe('housekeeping over edit cycles', () => {
-  let folder: { path: string; cleanup(): Promise<void> };
-  let data: { path: string; cleanup(): Promise<void> };
-  let server: TestServer;
-
+/** A folder of `files` files served for the specs of one describe block: started before them, closed after. */
+function servedFolder(files: number, config: Record<string, unknown>): { folder: string; data: string; server: TestServer } {
+  const served = {} as { folder: string; data: string; server: TestServer };
+  let folder: { path: string; cleanup(): Promise<void> } | undefined;
+  let data: { path: string; cleanup(): Promise<void> } | undefined;
   before(async () => {
     folder = await tempDir('livedex-hk-docs-');
     data = await tempDir('livedex-hk-data-');
-    for (let f = 0; f < FILES; f++) await writeFile(join(folder.path, `f${f}.md`), text(f, 0));
-    server = await startServer(folder.path, {
-      dataDir: data.path,
-      config: {
-        embedder: 'counting',
-        sandbox: { enabled: false },
-        pipeline: { snapshot_interval_s: 0.2 },
-        // Batches of 3 rows: every pass takes several, as a large store's would.
-        housekeeping: { interval_s: 0.2, cache_grace_s: 0.5, batch: 3 },
-      },
-    });
-    await server.ready;
+    served.folder = folder.path;
+    served.data = data.path;
+    for (let f = 0; f < files; f++) await writeFile(join(folder.path, `f${f}.md`), text(f, 0));
+    served.server = await startServer(folder.path, { dataDir: data.path, config });
+    await served.server.ready;
   });
-
   after(async () => {
-    await server?.close();
-    await folder.cleanup();
-    await data.cleanup();
+    await served.server?.close();
+    await folder?.cleanup();
+    await data?.cleanup();
+  });
+  return served;
+}
+
+describe('housekeeping over edit cycles', () => {
+  const served = servedFolder(FILES, {
+    embedder: 'counting',
+    sandbox: { enabled: false },
+    pipeline: { snapshot_interval_s: 0.2 },
+    // Batches of 3 rows: every pass takes several, as a large store's would.
+    housekeeping: { interval_s: 0.2, cache_grace_s: 0.5, batch: 3 },
   });
 
   it('keeps one cache entry per live chunk and an empty change log once the grace period has passed', async () => {
     const cycles = 20;
     let peak = 0;
     for (let c = 1; c <= cycles; c++) {
-      for (let f = 0; f < FILES; f++) await edit(server, folder.path, f, c);
-      peak = Math.max(peak, (await counts(data.path)).embeddings);
+      for (let f = 0; f < FILES; f++) await edit(served.server, served.folder, f, c);
+      peak = Math.max(peak, (await counts(served.data)).embeddings);
     }
-    const before = await counts(data.path);
+    const before = await counts(served.data);
     assert.ok(before.lastSeq >= FILES * (cycles + 1), `every edit was committed (change log at ${before.lastSeq})`);
     // Settled: every index has applied everything, and every replaced text is past its grace period.
-    let seen = before;
     const { value: settled } = await waitFor(async () => {
-      seen = await counts(data.path);
-      return seen.embeddings === seen.chunks && seen.changeLog === 0 ? seen : null;
-    }, 20_000, 100).catch((err: Error) => {
-      throw new Error(`${err.message}; last counts ${JSON.stringify(seen)}`);
-    });
+      const c = await counts(served.data);
+      if (c.embeddings !== c.chunks || c.changeLog !== 0) throw new Error(`not settled: ${JSON.stringify(c)}`);
+      return c;
+    }, 20_000, 100);
     assert.equal(settled!.chunks, FILES, 'one chunk per file');
     assert.equal(settled!.embeddingsUnused, 0);
     assert.ok(peak < FILES * cycles, `the cache never held every revision at once (peak ${peak} entries for ${FILES * (cycles + 1)} revisions)`);
-    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    const metrics = await (await fetch(`${served.server.url}/metrics`)).text();
     const pruned = (kind: string) => Number(new RegExp(`^livedex_store_pruned_total\\{kind="${kind}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
     assert.ok(pruned('embeddings') >= FILES * cycles - FILES, `/metrics counts the pruned embeddings (${pruned('embeddings')})`);
     assert.ok(pruned('change_log') >= FILES * cycles, `/metrics counts the pruned change-log entries (${pruned('change_log')})`);
     // The live chunks still answer, from their own embeddings.
-    const hits = await retrieve(server.url, { query: `tok0x${cycles}`, k: 1, mode: 'vector' });
+    const hits = await retrieve(served.server.url, { query: `tok0x${cycles}`, k: 1, mode: 'vector' });
     assert.match(hits[0]!.text, new RegExp(`tok0x${cycles}`));
   });
 
   it('prunes while documents are edited without a pause, and every live chunk keeps its vector', async () => {
-    const metricsPruned = async () => Number(/^livedex_store_pruned_total\{kind="embeddings"\} (\d+)/m.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1] ?? 0);
+    const metricsPruned = async () => Number(/^livedex_store_pruned_total\{kind="embeddings"\} (\d+)/m.exec(await (await fetch(`${served.server.url}/metrics`)).text())?.[1] ?? 0);
     const before = await metricsPruned();
     let prunedWhileBusy = 0;
     let written = 0;
     const started = Date.now();
     // Writes faster than the pipeline settles: there is always a document between its lookup and its commit.
     for (let c = 200; Date.now() - started < 4000; c++) {
-      await Promise.all(Array.from({ length: FILES }, (_, f) => writeFile(join(folder.path, `f${f}.md`), text(f, c))));
+      await Promise.all(Array.from({ length: FILES }, (_, f) => writeFile(join(served.folder, `f${f}.md`), text(f, c))));
       written += FILES;
       await new Promise((r) => setTimeout(r, 30));
       prunedWhileBusy = (await metricsPruned()) - before;
     }
     assert.ok(prunedWhileBusy > 0, `entries were pruned while edits went on (${prunedWhileBusy} of ${written} revisions)`);
     const last = 200 + written / FILES - 1;
-    for (let f = 0; f < FILES; f++) await edit(server, folder.path, f, last + 1);
+    for (let f = 0; f < FILES; f++) await edit(served.server, served.folder, f, last + 1);
     for (let f = 0; f < FILES; f++) {
       // Restricted to the file: a vector query returns its chunk only if the chunk has a vector
       // (across files, the hashing model's buckets can tie one file's token with another's).
-      const hits = await retrieve(server.url, { query: `tok${f}x${last + 1}`, k: 1, mode: 'vector', filepath_globpattern: join(folder.path, `f${f}.md`) });
+      const hits = await retrieve(served.server.url, { query: `tok${f}x${last + 1}`, k: 1, mode: 'vector', filepath_globpattern: join(served.folder, `f${f}.md`) });
       assert.match(hits[0]?.text ?? '', new RegExp(`tok${f}x${last + 1}`), `file ${f} is found by its vector`);
     }
     // And the store has each live chunk's vector (a restart rebuilds from it).
     const { value: settled } = await waitFor(async () => {
-      const c = await counts(data.path);
-      return c.embeddings >= c.chunks && c.embeddingsUnused === 0 && c.embeddings === c.chunks ? c : null;
+      const c = await counts(served.data);
+      return c.embeddingsUnused === 0 && c.embeddings === c.chunks ? c : null;
     }, 20_000, 100);
     assert.equal(settled!.chunks, FILES);
   });
 
   it('embeds a reverted text again once its grace period has passed', async () => {
-    await edit(server, folder.path, 0, 100);
-    await edit(server, folder.path, 0, 101);
+    await edit(served.server, served.folder, 0, 100);
+    await edit(served.server, served.folder, 0, 101);
     // Revision 100 goes once a pass has seen it unused for longer than the grace period.
-    await waitFor(async () => (await counts(data.path)).embeddings === FILES, 20_000, 100);
+    await waitFor(async () => (await counts(served.data)).embeddings === FILES, 20_000, 100);
     embedCounter.reset();
-    await edit(server, folder.path, 0, 100);
+    await edit(served.server, served.folder, 0, 100);
     assert.equal(embedCounter.texts, 1, 'the old text was embedded again');
   });
 });
 
 describe('a vector snapshot asked for while a commit holds the write lock', () => {
-  let folder: { path: string; cleanup(): Promise<void> };
-  let data: { path: string; cleanup(): Promise<void> };
-  let server: TestServer;
-
-  before(async () => {
-    folder = await tempDir('livedex-hk-docs-');
-    data = await tempDir('livedex-hk-data-');
-    await writeFile(join(folder.path, 'f0.md'), text(0, 0));
-    // No timer: the spec asks for every snapshot itself.
-    server = await startServer(folder.path, { dataDir: data.path, config: { sandbox: { enabled: false }, pipeline: { snapshot_interval_s: 0 }, housekeeping: { interval_s: 0 } } });
-    await server.ready;
-  });
-
-  after(async () => {
-    await server?.close();
-    await folder.cleanup();
-    await data.cleanup();
-  });
+  // No timer: the spec asks for every snapshot itself.
+  const served = servedFolder(1, { sandbox: { enabled: false }, pipeline: { snapshot_interval_s: 0 }, housekeeping: { interval_s: 0 } });
 
   it('records the sequence of the commit it follows, so the change log can be pruned up to the last commit', async () => {
-    const { index } = server;
+    const { index } = served.server;
     for (let c = 1; c <= 5; c++) {
       // Asks for a snapshot on every turn of the event loop while the edit is committed:
       // some ask while the commit holds the lock and get it the moment the commit lets go.
@@ -160,7 +145,7 @@ describe('a vector snapshot asked for while a commit holds the write lock', () =
           await new Promise((r) => setImmediate(r));
         }
       })();
-      await edit(server, folder.path, 0, c);
+      await edit(served.server, served.folder, 0, c);
       await index.pipeline.idle();
       asking = false;
       await ask;
@@ -171,37 +156,18 @@ describe('a vector snapshot asked for while a commit holds the write lock', () =
 });
 
 describe('a revert within the grace period', () => {
-  let folder: { path: string; cleanup(): Promise<void> };
-  let data: { path: string; cleanup(): Promise<void> };
-  let server: TestServer;
-
-  before(async () => {
-    folder = await tempDir('livedex-hk-docs-');
-    data = await tempDir('livedex-hk-data-');
-    for (let f = 0; f < FILES; f++) await writeFile(join(folder.path, `f${f}.md`), text(f, 0));
-    server = await startServer(folder.path, {
-      dataDir: data.path,
-      config: { embedder: 'counting', sandbox: { enabled: false }, housekeeping: { interval_s: 0.2, cache_grace_s: 3600 } },
-    });
-    await server.ready;
-  });
-
-  after(async () => {
-    await server?.close();
-    await folder.cleanup();
-    await data.cleanup();
-  });
+  const served = servedFolder(FILES, { embedder: 'counting', sandbox: { enabled: false }, housekeeping: { interval_s: 0.2, cache_grace_s: 3600 } });
 
   it('is served from the cache: the replaced text was kept, only marked unused', async () => {
-    await edit(server, folder.path, 0, 1);
-    await edit(server, folder.path, 0, 2);
+    await edit(served.server, served.folder, 0, 1);
+    await edit(served.server, served.folder, 0, 2);
     // Passes run meanwhile: revision 1 is seen unused (revision 0 too), and kept.
-    await waitFor(async () => (await counts(data.path)).embeddingsUnused === 2, 20_000, 100);
+    await waitFor(async () => (await counts(served.data)).embeddingsUnused === 2, 20_000, 100);
     embedCounter.reset();
-    await edit(server, folder.path, 0, 1);
+    await edit(served.server, served.folder, 0, 1);
     assert.equal(embedCounter.texts, 0, 'the revert was not embedded again');
     const { value } = await waitFor(async () => {
-      const c = await counts(data.path);
+      const c = await counts(served.data);
       return c.embeddingsUnused === 2 ? c : null;
     }, 20_000, 100);
     assert.equal(value!.embeddings, FILES + 2, 'revisions 0 and 2 of f0 wait out their grace period');
