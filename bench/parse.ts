@@ -1,11 +1,13 @@
 /**
- * Parsing throughput: files/s per format on the shared corpus, 50 generated PDFs with 1 worker
- * against 2 (same run), and a 100-page PDF from write to queryable. `npm run bench:parse`
+ * Parsing throughput: a small plain text parsed on the main thread against in a worker (same
+ * run), files/s per format on the shared corpus, 50 generated PDFs with 1 worker against 2, and
+ * a 100-page PDF from write to queryable. `npm run bench:parse` (`-- --micro` for the first only)
  */
 import { cp, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { silentLogger } from '../src/core/log.js';
+import { builtinRegistry } from '../src/plugins.js';
 import { ParseSandbox } from '../src/core/sandbox.js';
 import { parseConfig, serve } from '../src/livedex.js';
 import { makePdf } from '../tests/helpers/pdf.js';
@@ -29,6 +31,37 @@ async function indexOnce(folder: string, workers: number): Promise<{ seconds: nu
   await server.close();
   return { seconds, failed: s.documents.failed, chunks: s.chunks };
 }
+
+// 0. One small plain text (a SciFact abstract's size), parsed 2,000 times: by the parser on this
+// thread, through the sandbox with text in process (the default), and through a worker.
+{
+  const text = Buffer.from(`${'The committee reviewed the findings and recorded them in detail. '.repeat(24)}\n`);
+  const input = () => ({ key: 'a.txt', bytes: new Uint8Array(text), extension: '.txt', metadata: {} });
+  const registry = builtinRegistry();
+  const ref = { name: 'text', module: registry.get('parser', 'text').module! };
+  const local = await registry.create('parser', 'text', {}, { logger: silentLogger, dataDir: work });
+  const N = 2_000;
+  const time = async (parse: (i: ReturnType<typeof input>) => Promise<unknown>): Promise<number> => {
+    for (let i = 0; i < 50; i++) await parse(input()); // warm: the worker loads its parser
+    const t0 = performance.now();
+    // 16 in flight, as the pipeline keeps several files parsing at once.
+    for (let i = 0; i < N; i += 16) await Promise.all(Array.from({ length: 16 }, () => parse(input())));
+    return (performance.now() - t0) / N;
+  };
+  await time((i) => local.parse(i)); // JIT warm-up of the parser itself
+  const here = await time((i) => local.parse(i));
+  const inProcess = new ParseSandbox({ logger: silentLogger, dataDir: work, workers: 2 });
+  const wrapped = inProcess.wrap(local, ref);
+  const defaultPath = await time((i) => wrapped.parse(i));
+  await inProcess.close();
+  const sandboxed = new ParseSandbox({ logger: silentLogger, dataDir: work, workers: 2, in_process: [] });
+  const inWorker = sandboxed.wrap(local, ref);
+  const worker = await time((i) => inWorker.parse(i));
+  await sandboxed.close();
+  const us = (ms: number) => `${(ms * 1000).toFixed(1)} µs`;
+  console.log(`plain text, ${text.byteLength} bytes, ${N} parses: parser alone ${us(here)} each, through the sandbox (text in process, the default) ${us(defaultPath)} (${(defaultPath / here).toFixed(2)}×), in a worker (in_process: []) ${us(worker)} (${(worker / here).toFixed(1)}×)`);
+}
+if (process.argv.includes('--micro')) process.exit(0);
 
 // 1. Files/s per format: each format's files of the shared corpus in a folder of their own.
 const byFormat = new Map<string, string[]>();

@@ -56,7 +56,8 @@ describe('parse workers that cannot start', () => {
       embedder: 'hashing',
       sources: [{ fs: { path: folder.path, reconcile_interval_s: 0 } }],
       pipeline: { retry_base_ms: 60_000 },
-      sandbox: { workers: 1 },
+      // Markdown goes to a worker (small Markdown is parsed on the main thread by default).
+      sandbox: { workers: 1, in_process: [] },
     });
     const index = await LiveIndex.open({ config, registry: builtinRegistry(), logger: silentLogger, registryModule: BROKEN_REGISTRY });
     try {

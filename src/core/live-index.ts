@@ -17,7 +17,7 @@ import { chooseSplitters } from './splitter-choice.js';
 import type { PluginContext, Registry } from './registry.js';
 import { RwLock } from './rwlock.js';
 import type { DocumentSettled, ObservableIndex, TelemetrySnapshot } from './telemetry.js';
-import { DEFAULT_REGISTRY_MODULE, ParseSandbox } from './sandbox.js';
+import { ParseSandbox } from './sandbox.js';
 import { VERSION } from './version.js';
 import type {
   DocumentChunk,
@@ -197,7 +197,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     }
     const { enabled: sandboxed, ...limits } = config.sandbox;
     const sandbox = sandboxed && !opts.readOnly
-      ? new ParseSandbox({ ...limits, logger, dataDir, registryModule: opts.registryModule ?? DEFAULT_REGISTRY_MODULE })
+      ? new ParseSandbox({ ...limits, logger, dataDir, ...(opts.registryModule === undefined ? {} : { registryModule: opts.registryModule }) })
       : null;
     try {
       const configured = await registry.create('embedder', config.embedder.name, config.embedder.options, ctx, `embedder.${config.embedder.name}`);
@@ -225,7 +225,8 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
       for (const ref of parserRefs) {
         const local = await registry.create('parser', ref.name, ref.options, ctx, `parsers.${ref.name}`);
         // The worker builds the same parser from (name, options); this one validates them.
-        const parser = sandbox ? sandbox.wrap(local, ref) : local;
+        const module = registry.get('parser', ref.name).module;
+        const parser = sandbox ? sandbox.wrap(local, module === undefined ? ref : { ...ref, module }) : local;
         for (const ext of parser.extensions) if (!parsers.has(ext)) parsers.set(ext, parser);
         if (parser.name === 'text') fallback = parser;
       }
@@ -691,6 +692,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
       changesSeen: this.#seen,
       model: { key: this.#embedder.modelKey, documents: calling.counters ?? null, queries: calling.queryCounters ?? null },
       ...(this.#housekeeper ? { housekeeping: { ...this.#housekeeper.counters } } : {}),
+      ...(this.#sandbox ? { parsing: this.#sandbox.counters() } : {}),
     };
   }
 

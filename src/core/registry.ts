@@ -40,6 +40,11 @@ export interface PluginDefinition<K extends PluginKind = PluginKind, S extends z
    * sends documents to a remote service, or needs credentials).
    */
   optIn?: boolean;
+  /**
+   * URL of the module that exports this definition (`import.meta.url`): a parse worker imports
+   * it alone instead of the whole registry, so it loads only the parsers it is asked for.
+   */
+  module?: string;
   create(options: z.output<S>, ctx: PluginKinds[K]['ctx']): PluginKinds[K]['instance'] | Promise<PluginKinds[K]['instance']>;
 }
 

@@ -1,13 +1,14 @@
-/** @module core/sandbox-worker — runs inside a parse sandbox worker thread: builds parsers from a registry module and parses. */
+/** @module core/sandbox-worker — runs inside a parse sandbox worker thread: builds the parsers its jobs name, each from its own module, and parses. */
 import { parentPort, workerData } from 'node:worker_threads';
 import { LivedexError, markTransient } from './errors.js';
-import type { Registry } from './registry.js';
+import { Registry, type PluginDefinition } from './registry.js';
 import type { Logger, Metadata, ParsedPart, Parser } from './types.js';
 
 /** One parse job, as posted to a worker (the bytes are transferred when they can be). */
 export interface ParseJob {
   id: number;
-  parser: { name: string; options: unknown };
+  /** `module`: where the parser's plugin definition lives; without it the worker loads the whole registry module. */
+  parser: { name: string; options: unknown; module?: string };
   input: { key: string; bytes: Uint8Array; extension: string; metadata: Metadata };
 }
 
@@ -68,10 +69,9 @@ const logger: Logger = {
 };
 
 const { registryModule, dataDir } = workerData as SandboxWorkerData;
-// Loading starts with the worker, so that a replacement is warm by its first job; it is not
-// awaited here because piscina does not replace a worker that fails while starting up.
-const registry = loadRegistry(registryModule);
-registry.catch(() => {}); // reported by the jobs that need it
+// Loaded on the first job that names no module of its own: loading every plugin is what a
+// worker would otherwise spend most of its time on, for a parser or two it actually needs.
+let registry: Promise<Registry> | null = null;
 const parsers = new Map<string, Promise<Parser>>();
 
 async function importModule(url: string): Promise<unknown> {
@@ -104,12 +104,29 @@ async function loadRegistry(url: string): Promise<Registry> {
   }
 }
 
-/** The parser a job names, built once per worker for each name and options. */
+/**
+ * A registry holding the one parser plugin that `url` exports under `name`. Failing to load it
+ * is not the file's fault either (a broken install): the error is transient, as for the registry.
+ */
+async function loadParserModule(url: string, name: string): Promise<Registry> {
+  try {
+    const mod = (await importModule(url)) as Record<string, unknown>;
+    const def = Object.values(mod).find((v): v is PluginDefinition => (v as PluginDefinition | null)?.kind === 'parser' && (v as PluginDefinition).name === name);
+    if (!def) throw new Error(`${url} exports no parser plugin named "${name}"`);
+    return new Registry().register(def);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message || err.name : String(err);
+    throw markTransient(new LivedexError('parse_failed', `parse workers cannot start: cannot load the parser module ${url}: ${reason}`, { cause: err }));
+  }
+}
+
+/** The parser a job names, built once per worker for each name and options, from its own module when the job names one. */
 function parserFor(ref: ParseJob['parser']): Promise<Parser> {
-  const id = `${ref.name}\n${JSON.stringify(ref.options ?? {})}`;
+  const id = `${ref.name}\n${ref.module ?? ''}\n${JSON.stringify(ref.options ?? {})}`;
   let parser = parsers.get(id);
   if (!parser) {
-    parser = registry.then((r) => r.create('parser', ref.name, ref.options, { logger, dataDir }, `parsers.${ref.name}`));
+    const source = ref.module === undefined ? (registry ??= loadRegistry(registryModule)) : loadParserModule(ref.module, ref.name);
+    parser = source.then((r) => r.create('parser', ref.name, ref.options, { logger, dataDir }, `parsers.${ref.name}`));
     parsers.set(id, parser);
     // A failed build is not kept: the next job tries again.
     parser.catch(() => parsers.delete(id));

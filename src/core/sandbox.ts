@@ -1,6 +1,7 @@
 /**
  * @module core/sandbox — runs parsers in a pool of worker threads, each job with a time, heap
- * and size limit, so that a hostile or broken file fails alone instead of taking the server down.
+ * and size limit, so that a hostile or broken file fails alone instead of taking the server down;
+ * small files of parsers that only work on strings are parsed on the calling thread instead.
  */
 import { availableParallelism } from 'node:os';
 import { extname } from 'node:path';
@@ -22,6 +23,19 @@ export const sandboxConfigSchema = z.strictObject({
   max_heap_mb: z.number().int().min(16).default(512),
   /** Largest input handed to a parser. */
   max_bytes: z.number().int().positive().default(64 * 1024 * 1024),
+  // A worker round trip costs about 50 small text parses; a parse on the main thread cannot be
+  // stopped, so only parsers that do linear string work go there, and only on a bounded input.
+  in_process: z
+    .array(z.string().min(1))
+    .default(['text', 'markdown'])
+    .describe('parsers that run on the main thread (no worker, no time or heap limit) for files up to in_process_max_bytes; [] sends every file to a worker'),
+  in_process_max_bytes: z
+    .number()
+    .int()
+    .min(0)
+    .max(16 * 1024 * 1024)
+    .default(1024 * 1024)
+    .describe('largest file an in_process parser takes on the main thread; larger ones go to a worker with every limit'),
 });
 export type SandboxConfig = z.output<typeof sandboxConfigSchema>;
 
@@ -42,6 +56,22 @@ export interface ParseSandboxOptions extends Partial<SandboxConfig> {
 export interface ParserRef {
   name: string;
   options?: unknown;
+  /**
+   * URL of the module exporting the parser's plugin definition (`PluginDefinition.module`): the
+   * worker imports it alone. Used only with the default registry module (an explicit
+   * `registryModule` says where every parser comes from).
+   */
+  module?: string;
+}
+
+/** Where parses ran and how many workers run, for metrics. */
+export interface SandboxCounters {
+  /** Worker threads running now. */
+  workers: number;
+  /** Worker threads started since the sandbox opened, replacements included. */
+  workersStarted: number;
+  /** Parses by parser name: on the main thread (`main`) or in a worker (`worker`). */
+  parses: Record<string, { main: number; worker: number }>;
 }
 
 // Resolved next to this file with its own extension, so that it works from `src/` (tsx) and `dist/` (tsc).
@@ -74,6 +104,10 @@ export class ParseSandbox {
   readonly #onStart = new Map<number, () => void>();
   /** Jobs no worker has taken yet, by id: fails one (when no worker can start to take it). */
   readonly #waiting = new Map<number, (err: unknown) => void>();
+  /** True when the workers build each parser from its own module (the default registry). */
+  readonly #parserModules: boolean;
+  readonly #parses = new Map<string, { main: number; worker: number }>();
+  #workersStarted = 0;
   #nextId = 0;
   #closed = false;
 
@@ -82,16 +116,18 @@ export class ParseSandbox {
     const parsed = sandboxConfigSchema.parse(limits);
     this.config = { ...parsed, workers: parsed.workers ?? availableParallelism() };
     this.registryModule = registryModule === undefined ? DEFAULT_REGISTRY_MODULE : new URL(registryModule).href;
+    this.#parserModules = registryModule === undefined;
     this.#logger = logger;
     this.#pool = new Piscina({
       filename: workerModule === undefined ? WORKER_MODULE.href : new URL(workerModule).href,
-      // Workers start when there is something to parse (a restart that parses nothing starts
-      // none) and leave after a minute idle, returning the memory their parsers took. One that
-      // is terminated (timeout, abort) or dies (OOM, crash) is replaced by the next job posted
-      // (`#wake` posts one for the jobs already queued behind it).
+      // Every worker starts now (`#wake` below), before the first file, and stays: a worker that
+      // started on demand made the first files wait for it, and one leaving when idle made the
+      // next burst pay the start again. One that is terminated (timeout, abort) or dies (OOM,
+      // crash) is replaced at once by `#wake`. `minThreads` stays 0: piscina would mark its
+      // first workers ready before they load, and restart a worker entry that cannot load forever.
       minThreads: 0,
       maxThreads: this.config.workers,
-      idleTimeout: 60_000,
+      idleTimeout: Infinity,
       // Between jobs piscina would block idle workers in Atomics.wait, which also freezes any
       // timer or stream a parser left behind; a plain message loop costs little next to a parse.
       atomics: 'disabled',
@@ -104,12 +140,25 @@ export class ParseSandbox {
       if (event.type === 'started') this.#onStart.get(event.id)?.();
       else if (event.type === 'log') this.#logger[event.level](event.msg, event.fields);
     });
+    this.#pool.on('workerCreate', () => void this.#workersStarted++);
     // Worker failures reach the job that was running; an error with no job (a worker dying idle,
     // or one that could not even load its entry) is logged.
     this.#pool.on('error', (err: unknown) => {
       this.#logger.warn('parse sandbox worker failed', { error: String(err) });
       this.#failStranded(err);
     });
+    this.#wake();
+  }
+
+  /** Where parses ran and how many workers run. */
+  counters(): SandboxCounters {
+    return { workers: this.#pool.threads.length, workersStarted: this.#workersStarted, parses: Object.fromEntries([...this.#parses].map(([name, c]) => [name, { ...c }])) };
+  }
+
+  #count(parser: string, where: 'main' | 'worker'): void {
+    let c = this.#parses.get(parser);
+    if (!c) this.#parses.set(parser, (c = { main: 0, worker: 0 }));
+    c[where]++;
   }
 
   /** Jobs waiting for a worker. */
@@ -120,14 +169,22 @@ export class ParseSandbox {
   /**
    * A parser with the name and extensions of `local` whose `parse` runs in a worker; the worker
    * builds its own copy from `ref`. The input bytes are moved to the worker when they fill their
-   * buffer (the caller's view is then detached), copied otherwise.
+   * buffer (the caller's view is then detached), copied otherwise. A parser listed in
+   * `in_process` parses files up to `in_process_max_bytes` with `local`, on this thread.
    */
   wrap(local: Parser, ref: ParserRef): Parser {
+    const here = this.config.in_process.includes(ref.name);
+    const maxHere = Math.min(this.config.in_process_max_bytes, this.config.max_bytes);
     return {
       name: local.name,
       extensions: [...local.extensions],
       ...(local.splitter !== undefined ? { splitter: local.splitter } : {}),
-      parse: (input) => this.parse(ref, input),
+      parse: (input) => {
+        if (!here || input.bytes.byteLength > maxHere) return this.parse(ref, input);
+        if (this.#closed) return Promise.reject(new LivedexError('parse_failed', 'the parse sandbox is closed'));
+        this.#count(ref.name, 'main');
+        return local.parse(input);
+      },
     };
   }
 
@@ -141,9 +198,10 @@ export class ParseSandbox {
     }
 
     const id = ++this.#nextId;
+    this.#count(ref.name, 'worker');
     const job: ParseJob = {
       id,
-      parser: { name: ref.name, options: ref.options ?? {} },
+      parser: { name: ref.name, options: ref.options ?? {}, ...(this.#parserModules && ref.module !== undefined ? { module: ref.module } : {}) },
       input: { key: input.key, bytes: input.bytes, extension: input.extension, metadata: input.metadata },
     };
     const { buffer, byteOffset, byteLength } = input.bytes;
@@ -184,13 +242,13 @@ export class ParseSandbox {
   }
 
   /**
-   * Starts workers for jobs still queued after a worker was stopped (time limit, abort) or died:
-   * with `minThreads: 0` piscina replaces no worker, and starts one only when a job is posted,
-   * so without a nudge those jobs would wait for the next file to come along.
+   * Starts the workers that are missing: all of them when the sandbox opens, a replacement after
+   * one was stopped (time limit, abort) or died. With `minThreads: 0` piscina replaces no worker,
+   * and starts one only when a job is posted: this posts the jobs that start them.
    */
   #wake(): void {
     if (this.#closed) return;
-    const missing = Math.min(this.#waiting.size, this.config.workers - this.#pool.threads.length);
+    const missing = this.config.workers - this.#pool.threads.length;
     for (let i = 0; i < missing; i++) this.#pool.run({ wake: true }).catch(() => {});
   }
 

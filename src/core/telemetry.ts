@@ -7,6 +7,7 @@
 import type { CallCounters } from './calls.js';
 import type { HousekeepingCounters } from './housekeeping.js';
 import type { PipelineCounters } from './pipeline.js';
+import type { SandboxCounters } from './sandbox.js';
 
 /** The state a document settled in after one commit. */
 export type SettledState = 'indexed' | 'failed' | 'pending' | 'deleted';
@@ -34,6 +35,8 @@ export interface TelemetrySnapshot {
   model: { key: string; documents: CallCounters | null; queries: CallCounters | null };
   /** What the store pruner has removed (absent before the first sync, and in a read-only index). */
   housekeeping?: Readonly<HousekeepingCounters>;
+  /** Where documents were parsed and the parse workers running (absent when the sandbox is off). */
+  parsing?: Readonly<SandboxCounters>;
 }
 
 /** An index that reports its work; `LiveIndex` is one. */

@@ -54,6 +54,7 @@ export class CsvParser implements Parser {
 export const csvParser = definePlugin({
   kind: 'parser',
   name: 'csv',
+  module: import.meta.url,
   description: 'CSV and TSV (papaparse, delimiter detected): one line per record as `Header: value; …`, parts with `row` and `row_end`.',
   options: csvParserOptions,
   create: (options) => new CsvParser(options),

@@ -83,6 +83,7 @@ export function flattenCellParagraphs(html: string): string {
 export const docxParser = definePlugin({
   kind: 'parser',
   name: 'docx',
+  module: import.meta.url,
   description: 'Word documents (mammoth): one part per heading section with `headings`, tables one row per line; encrypted, truncated and zip-bomb files are refused.',
   options: docxParserOptions,
   create: (options) => new DocxParser(options),

@@ -122,6 +122,7 @@ function addresses(value: AddressObject | AddressObject[] | undefined): string |
 export const emlParser = definePlugin({
   kind: 'parser',
   name: 'eml',
+  module: import.meta.url,
   description: 'E-mail messages (mailparser): `from`, `to`, `subject`, `date`, `message_id` on every part, the plain-text body (else the HTML as text), attachments parsed by type with `attachment`.',
   options: emlParserOptions,
   create: (options) => new EmlParser(options),

@@ -155,6 +155,7 @@ export function sniffHtmlCharset(bytes: Uint8Array): string | undefined {
 export const htmlParser = definePlugin({
   kind: 'parser',
   name: 'html',
+  module: import.meta.url,
   description: 'HTML pages as readable text (html-to-text): scripts, styles, navigation and footers dropped, sections by heading, <title> as metadata `title`.',
   options: htmlParserOptions,
   create: (options) => new HtmlParser(options),

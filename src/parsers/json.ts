@@ -92,6 +92,7 @@ export function flatten(value: unknown, path = '', out: string[] = []): string[]
 export const jsonParser = definePlugin({
   kind: 'parser',
   name: 'json',
+  module: import.meta.url,
   description: 'JSON and JSON Lines as `path.to.key: value` lines: one part per JSONL record (`line`) or per element of a top-level array of objects (`index`); invalid JSON is kept as text.',
   options: jsonParserOptions,
   create: (options) => new JsonParser(options),

@@ -207,6 +207,7 @@ function unquote(s: string): string {
 export const markdownParser = definePlugin({
   kind: 'parser',
   name: 'markdown',
+  module: import.meta.url,
   description: 'Markdown and MDX, kept as text and cut into sections by heading (heading path in `headings`); front matter fields become metadata.',
   options: markdownParserOptions,
   create: (options) => new MarkdownParser(options.extensions),

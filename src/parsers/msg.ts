@@ -160,6 +160,7 @@ function dateOf(fields: FieldsData): string | undefined {
 export const msgParser = definePlugin({
   kind: 'parser',
   name: 'msg',
+  module: import.meta.url,
   description: 'Outlook .msg messages (@kenjiuno/msgreader): `from`, `to`, `cc`, `subject`, `date`, `message_id` on every part, the plain-text body (else the HTML as text), attachments and embedded messages parsed by type with `attachment`.',
   options: msgParserOptions,
   create: (options) => new MsgParser(options),

@@ -169,6 +169,7 @@ function dehyphenate(text: string): string {
 export const pdfParser = definePlugin({
   kind: 'parser',
   name: 'pdf',
+  module: import.meta.url,
   description: 'PDF text layer (pdfjs-dist), one part per page with `page` and `pages`; pages without text are listed in `pages_without_text`, encrypted PDFs that need a password are refused.',
   options: pdfParserOptions,
   create: (options) => new PdfParser(options),

@@ -212,6 +212,7 @@ function placeholderType(shape: XmlNode[]): string | undefined {
 export const pptxParser = definePlugin({
   kind: 'parser',
   name: 'pptx',
+  module: import.meta.url,
   description: 'PowerPoint decks: one part per slide with `slide` and `slides`, paragraphs and table rows in order, speaker notes after a `Notes:` line (`has_notes`); unreadable slides are skipped.',
   options: pptxParserOptions,
   create: (options) => new PptxParser(options),

@@ -52,6 +52,7 @@ export class TextParser implements Parser {
 export const textParser = definePlugin({
   kind: 'parser',
   name: 'text',
+  module: import.meta.url,
   description: 'Plain text, config files and source code, decoded as UTF-8 (or UTF-16 with a BOM); binary files are rejected.',
   options: textParserOptions,
   create: (options) => new TextParser(options.extensions),

@@ -275,6 +275,7 @@ function metadataOf(element: UnstructuredElement, category: string, headings: st
 export const unstructuredParser = definePlugin({
   kind: 'parser',
   name: 'unstructured',
+  module: import.meta.url,
   description:
     'Any format through the Unstructured partition API (unstructured-client): `url`/`api_key` (or UNSTRUCTURED_API_URL/UNSTRUCTURED_API_KEY), `strategy`, `extensions`; parts carry `page`, `category`, `headings`. Opt-in: list it under `parsers`.',
   options: unstructuredParserOptions,

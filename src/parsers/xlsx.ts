@@ -92,6 +92,7 @@ export function cellText(value: ExcelJS.CellValue): string {
 export const xlsxParser = definePlugin({
   kind: 'parser',
   name: 'xlsx',
+  module: import.meta.url,
   description: 'Excel workbooks (exceljs): per sheet, one line per row as `Header: value; …`, parts with `sheet`, `row` and `row_end`; encrypted and zip-bomb files are refused.',
   options: xlsxParserOptions,
   create: (options) => new XlsxParser(options),

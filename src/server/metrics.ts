@@ -141,6 +141,15 @@ export function createMetrics(index: LiveIndexApi): AppMetrics {
         for (const [kind, n] of Object.entries(s.model[call]?.failures ?? {})) set({ kind: `model_${kind}` }, n ?? 0);
       }
     });
+
+    mirrored(registry, 'livedex_parses_total', 'Files parsed by parser, on the main thread (thread="main", small files of sandbox.in_process parsers) or in a parse worker (thread="worker").', ['parser', 'thread'] as const, (set) => {
+      for (const [parser, c] of Object.entries(readSnapshot()?.parsing?.parses ?? {})) {
+        set({ parser, thread: 'main' }, c.main);
+        set({ parser, thread: 'worker' }, c.worker);
+      }
+    });
+    new Gauge({ name: 'livedex_parse_workers', help: 'Parse worker threads running (they start with the server).', registers: [registry], collect() { const p = readSnapshot()?.parsing; if (p) this.set(p.workers); } });
+    pipe('livedex_parse_workers_started_total', 'Parse worker threads started, replacements of stopped or crashed ones included.', (s) => s.parsing?.workersStarted ?? 0);
   }
 
   const onSettle = (e: DocumentSettled) => {

@@ -15,6 +15,8 @@ function testParser(name: string, description: string, parse: (input: ParseInput
     name,
     description,
     options: noOptions,
+    // A server given this registry loads these parsers in its workers from this module.
+    module: import.meta.url,
     create: (): Parser => ({ name, extensions: [`.${name}`], parse }),
   });
 }
