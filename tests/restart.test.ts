@@ -3,7 +3,15 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { embedCounter, retrieve, startServer, tempDir } from './helpers/livedex.js';
+import type { SourceStatus } from '../src/core/types.js';
+import { embedCounter, get, retrieve, startServer, tempDir, waitFor, type TestServer } from './helpers/livedex.js';
+
+/** A restart is ready before its folder is listed: waits until the listing is done and what it found is indexed. */
+async function reconciled(server: TestServer): Promise<void> {
+  await server.ready;
+  await waitFor(async () => (await get<{ sources: SourceStatus[] }>(server.url, '/v1/status')).body.sources[0]?.state === 'idle', 30_000);
+  await server.index.pipeline.idle();
+}
 
 describe('restarting on the same data dir', () => {
   let folder: { path: string; cleanup(): Promise<void> };
@@ -39,7 +47,7 @@ describe('restarting on the same data dir', () => {
       // Serves at once: the old index answers before the first reconcile has finished.
       const early = await retrieve(second.url, { query: 'topic1', k: 3, mode: 'bm25' });
       assert.ok(early.length > 0, 'answers before the sync completes');
-      await second.ready;
+      await reconciled(second);
       const c = second.index.pipeline.counters;
       assert.equal(c.parsed, 2, 'only the changed and the new file are parsed');
       assert.equal(c.deleted, 1);
@@ -56,7 +64,7 @@ describe('restarting on the same data dir', () => {
     embedCounter.reset();
     const third = await startServer(folder.path, { dataDir: data.path });
     try {
-      await third.ready;
+      await reconciled(third);
       assert.equal(third.index.pipeline.counters.parsed, 0);
       assert.equal(embedCounter.texts, 0);
       assert.ok(third.index.vectors.snapshotSeq > 0, 'the vector index came from its snapshot');

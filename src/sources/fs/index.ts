@@ -1,8 +1,7 @@
 /** @module sources/fs — the folder source: a reconciled listing of a directory tree, kept live by a watcher. */
 import { isUtf8 } from 'node:buffer';
-import { constants as fsConstants, promises as fsp, realpathSync, type Dirent, type Stats } from 'node:fs';
+import { constants as fsConstants, promises as fsp, type Dirent, type Stats } from 'node:fs';
 import path from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
 import picomatch from 'picomatch';
 import { z } from 'zod';
 import { LivedexError, describeError } from '../../core/errors.js';
@@ -10,6 +9,7 @@ import { definePlugin } from '../../core/registry.js';
 import type { Change, Logger, Source, SourceContext, SourceDocument } from '../../core/types.js';
 import { mapLimited } from '../../core/concurrency.js';
 import { isNamedKey } from '../naming.js';
+import { DirWatcher } from './dir-watcher.js';
 import { RefusedPathError, isInside, readInside, type Boundary } from './open-inside.js';
 import { SKIP_REASONS, SkipList, printableName, skipReasonOf } from './skipped.js';
 
@@ -46,6 +46,10 @@ const TEMP_FILE =
 const BATCH = 256;
 /** Parallel `stat` calls while listing or checking paths. */
 const STAT_CONCURRENCY = 32;
+/** Files a walk looks at between two yields to the event loop, so that a reconcile of a large folder never holds queries up. */
+const WALK_SLICE = 512;
+/** Known documents compared per slice when a listing looks for deletions. */
+const COMPARE_SLICE = 5_000;
 /**
  * How often the folder itself is looked at (one `stat`): a folder removed and created again, or
  * replaced by a file, leaves the watcher on a directory that is gone, and this finds it within
@@ -60,7 +64,10 @@ interface Listed {
 
 /** What a walk found, and where it could not look (so that nothing there is taken for deleted). */
 interface Listing {
-  files: Map<string, Listed>;
+  /** Each file found, as it is found (nothing of it need be kept once looked at). */
+  file: (key: string, item: Listed) => void;
+  /** Called after each directory: where a walk hands on what it found and yields. */
+  afterDir?: () => Promise<void>;
   /** Absolute paths (directories or files) that failed with something other than "not found". */
   unsure: string[];
   /** Where a path that will not be indexed goes, with why (keyed like a document). */
@@ -72,8 +79,8 @@ interface Listing {
 /** What is at the folder's path: a directory (its identity and real path), or why not. */
 type RootState = { id: string; real: string } | { problem: string };
 
-/** A candidate file as it is now: its stats, gone (or not a document), or unknown (it could not be looked at). */
-type FileState = Stats | 'gone' | 'unsure';
+/** A candidate file as it is now: its stats, a directory, gone (or not a document), or unknown (it could not be looked at). */
+type FileState = Stats | 'dir' | 'gone' | 'unsure';
 
 type GlobMatcher = (rel: string) => boolean;
 
@@ -112,8 +119,12 @@ function versionOf(stats: Stats): string {
 
 /**
  * Indexes a folder: the first reconcile lists it and emits what changed since the store last
- * saw it; a chokidar watcher then follows it (debounced per path, stat at emit time) and a
- * periodic reconcile heals whatever the watcher missed. A file is read only if the file opened
+ * saw it; one watch per directory (armed by the walk, before the directory is read) then
+ * follows it (debounced per path, stat at emit time) and a periodic reconcile heals whatever
+ * the watches missed. A restart (the store recorded a full listing before) serves at once:
+ * its reconcile runs after `start` resolves and still finds what changed while it was down.
+ * A reconcile keeps nothing per file but the version the store knows (`mtime:size`), walks in
+ * slices and yields between them. A file is read only if the file opened
  * lies inside the folder (see `readInside`); the folder itself is looked at twice a second, and
  * a folder removed and created again is watched again. What could not be indexed (unreadable,
  * a name that is not UTF-8, a path leading out) is reported in the source's health.
@@ -144,33 +155,32 @@ export class FolderSource implements Source {
 
   #ctx: SourceContext | null = null;
   #log: Logger | null = null;
-  #watcher: FSWatcher | null = null;
+  #watcher: DirWatcher | null = null;
   /** Identity (`rootId`) of the directory the watcher follows; null while there is none. */
   #watchedId: string | null = null;
   /** What the last look at the folder itself saw: a check reconciles only when it changed. */
   #rootSeen = '';
   #rootTimer: NodeJS.Timeout | null = null;
   #checkingRoot = false;
-  /** Aborted by `stop`, so that nothing waits for a watcher that was closed. */
-  readonly #halt = new AbortController();
-  /** A path under the folder as given → the same path as the watcher knows it. */
-  #watchedPath: (abs: string) => string = (abs) => abs;
   #interval: NodeJS.Timeout | null = null;
   readonly #timers = new Map<string, NodeJS.Timeout>();
   readonly #rescans = new Map<string, NodeJS.Timeout>();
   /** Directories where the watcher saw a name that is not UTF-8, to be listed as bytes. */
   readonly #nameChecks = new Map<string, NodeJS.Timeout>();
-  /** Real paths of directories, for the watcher's loop check (only with `follow_symlinks`). */
-  readonly #realCache = new Map<string, string>();
   readonly #dirty = new Set<string>();
   /** What could not be indexed, and why: replaced by each reconcile, kept up to date between them. */
   #skipped: SkipList;
   #state: 'idle' | 'error' | null = null;
   #lastSyncAt: number | null = null;
-  /** What this source believes the store knows: key → version (seeded by each reconcile). */
+  /** What this source believes the store knows: key → version (seeded from the store by the first reconcile). */
   readonly #known = new Map<string, string>();
-  /** Serializes reconciles and watcher flushes so that they never interleave their emits. */
+  #seeded = false;
+  /** Keys the watcher emitted while a reconcile walked: newer than what the walk saw, so the walk leaves them alone. */
+  #emittedMeanwhile: Set<string> | null = null;
+  /** Serializes emits (of reconciles and watcher flushes) so that they never interleave. */
   #chain: Promise<void> = Promise.resolve();
+  /** Serializes reconciles; their walks run beside watcher flushes, only their emits queue on `#chain`. */
+  #reconciles: Promise<void> = Promise.resolve();
   #pendingReconcile: Promise<void> | null = null;
   #flushQueued = false;
   #ready = false;
@@ -228,17 +238,22 @@ export class FolderSource implements Source {
     if (ctx.signal.aborted) return this.stop();
     ctx.signal.addEventListener('abort', this.#onAbort, { once: true });
 
-    // Watch first, then list: a change made while listing is then seen by one or the other.
+    // The walk arms each directory's watch before reading it: a change made while listing is then seen by one or the other.
+    this.#startWatcher();
     try {
-      await this.#startWatcher();
-      if (this.#stopped) return;
-      await this.reconcile();
+      if (await this.#listedBefore(ctx)) {
+        // A restart: the index serves what it has; the listing finds what changed while it was down.
+        this.#ready = true;
+        this.reconcile().catch((err: unknown) => this.#log?.warn('folder reconcile failed', { source: this.id, error: describeError(err) }));
+      } else {
+        await this.reconcile();
+        this.#ready = true;
+        if (this.#dirty.size > 0) this.#queueFlush();
+      }
     } catch (err) {
       await this.stop();
       throw err;
     }
-    this.#ready = true;
-    if (this.#dirty.size > 0) this.#queueFlush();
     if (this.#opts.reconcile_interval_s > 0 && !this.#stopped) {
       this.#interval = setInterval(() => {
         this.reconcile().catch((err: unknown) => this.#log?.warn('folder reconcile failed', { source: this.id, error: describeError(err) }));
@@ -256,18 +271,34 @@ export class FolderSource implements Source {
     if (!this.#ctx || this.#stopped) return Promise.resolve();
     // One reconcile may wait behind the running one; later callers share it.
     if (this.#pendingReconcile) return this.#pendingReconcile;
-    const run = this.#enqueue(async () => {
+    const run = this.#reconciles.then(async () => {
       this.#pendingReconcile = null;
-      await this.#reconcileNow();
+      if (!this.#stopped) await this.#reconcileNow();
     });
+    this.#reconciles = run.catch(() => undefined);
     this.#pendingReconcile = run;
     return run;
+  }
+
+  /** How many directories are watched (one system watch each). */
+  get watchedDirectories(): number {
+    return this.#watcher?.count ?? 0;
+  }
+
+  /** True when the store holds a full listing of this folder from an earlier run (then `start` need not wait for one). */
+  async #listedBefore(ctx: SourceContext): Promise<boolean> {
+    const cursor = await ctx.getCursor();
+    if (cursor === null) return false;
+    try {
+      return (JSON.parse(cursor) as { listed?: unknown }).listed === this.#rootReal;
+    } catch {
+      return false;
+    }
   }
 
   async stop(): Promise<void> {
     if (this.#stopped) return this.#chain;
     this.#stopped = true;
-    this.#halt.abort();
     if (this.#onAbort) this.#ctx?.signal.removeEventListener('abort', this.#onAbort);
     if (this.#interval) clearInterval(this.#interval);
     this.#interval = null;
@@ -277,8 +308,8 @@ export class FolderSource implements Source {
     this.#timers.clear();
     this.#rescans.clear();
     this.#nameChecks.clear();
-    await this.#closeWatcher();
-    await this.#chain;
+    this.#closeWatcher();
+    await Promise.all([this.#chain, this.#reconciles]);
   }
 
   // ───────────── the folder itself ─────────────
@@ -314,12 +345,11 @@ export class FolderSource implements Source {
     }
   }
 
-  async #closeWatcher(): Promise<void> {
+  #closeWatcher(): void {
     const watcher = this.#watcher;
     this.#watcher = null;
     this.#watchedId = null;
-    this.#realCache.clear();
-    await watcher?.close().catch((err: unknown) => this.#log?.warn('closing the folder watcher failed', { error: describeError(err) }));
+    watcher?.close();
   }
 
   // ───────────── health ─────────────
@@ -366,38 +396,85 @@ export class FolderSource implements Source {
     if ('problem' in root) {
       // A vanished or unmounted root must not wipe the index; the watcher reports real deletions.
       // Its watches are on a directory that is gone: drop them; the folder's return re-arms it.
-      await this.#closeWatcher();
+      this.#closeWatcher();
       ctx.logger.warn('folder is not reachable; reconcile skipped', { source: this.id, error: root.problem });
       this.#report('error', root.problem);
       return;
     }
     if (root.id !== this.#watchedId || root.real !== this.#rootReal) {
-      // Created again (or its link points elsewhere): a fresh watcher, then the listing below.
-      await this.#closeWatcher();
+      // Created again (or its link points elsewhere): fresh watches, armed by the listing below.
+      const back = this.#watchedId === null && this.#rootSeen !== '';
+      this.#closeWatcher();
       this.#rootReal = root.real;
-      await this.#startWatcher();
-      if (this.#stopped) return;
+      this.#startWatcher();
       this.#watchedId = root.id;
-      ctx.logger.info('folder is back; watching it again', { source: this.id });
+      if (back) ctx.logger.info('folder is back; watching it again', { source: this.id });
     }
     const started = Date.now();
+    const emittedMeanwhile = new Set<string>();
+    this.#emittedMeanwhile = emittedMeanwhile;
+    try {
+      if (!this.#seeded) {
+        // The store is the truth after a restart; afterwards this source's own record of what it emitted is.
+        for (const [key, version] of await ctx.knownVersions()) if (this.owns(key) && !emittedMeanwhile.has(key)) this.#known.set(key, version);
+        this.#seeded = true;
+      }
+      await this.#listAndEmit(ctx, started);
+    } finally {
+      if (this.#emittedMeanwhile === emittedMeanwhile) this.#emittedMeanwhile = null;
+    }
+  }
+
+  /** Walks the folder, emitting what differs from `#known` as it goes; deletions once the walk is whole. */
+  async #listAndEmit(ctx: SourceContext, started: number): Promise<void> {
+    const emittedMeanwhile = this.#emittedMeanwhile ?? new Set<string>();
     const skipped = new SkipList(this.#opts.skipped_listed);
-    const listing: Listing = { files: new Map(), unsure: [], skip: (key, reason) => skipped.add(key, reason) };
+    const seen = new Set<string>();
+    let pending: Change[] = [];
+    let upserts = 0;
+    let deletes = 0;
+    let sinceYield = 0;
+    /** Emits on the chain, dropping what the watcher emitted since the walk looked (its view is newer). */
+    const hand = (changes: Change[]): Promise<void> =>
+      this.#enqueue(async () => {
+        const fresh = changes.filter((c) =>
+          c.kind === 'upsert'
+            ? !emittedMeanwhile.has(c.doc.key) && this.#known.get(c.doc.key) !== c.doc.version
+            : !emittedMeanwhile.has(c.key) && this.#known.has(c.key),
+        );
+        for (const c of fresh) c.kind === 'upsert' ? upserts++ : deletes++;
+        await this.#emit(fresh);
+      });
+    const listing: Listing = {
+      file: (key, item) => {
+        seen.add(key);
+        sinceYield++;
+        if (this.#known.get(key) !== versionOf(item.stats)) pending.push({ kind: 'upsert', doc: this.#document(key, item) });
+      },
+      afterDir: async () => {
+        if (pending.length >= BATCH) {
+          const batch = pending;
+          pending = [];
+          await hand(batch);
+        }
+        if (sinceYield >= WALK_SLICE) {
+          sinceYield = 0;
+          await yieldToQueries();
+        }
+      },
+      unsure: [],
+      skip: (key, reason) => skipped.add(key, reason),
+    };
     await this.#walk(this.#root, [this.#rootReal], listing);
     if (this.#stopped) return;
-    const listed = listing.files;
     // A directory that could not be read (EACCES, EMFILE…) keeps its documents until it can.
     const unsureKeys = listing.unsure.map((abs) => this.#keyOf(abs));
     const unsure = (key: string): boolean => unsureKeys.some((u) => key === u || key.startsWith(u + '/') || u === this.#prefix);
-
-    const known = new Map<string, string>();
-    for (const [key, version] of await ctx.knownVersions()) if (this.owns(key)) known.set(key, version);
-
-    const changes: Change[] = [];
-    for (const [key, item] of listed) {
-      if (known.get(key) !== versionOf(item.stats)) changes.push({ kind: 'upsert', doc: this.#document(key, item) });
+    let compared = 0;
+    for (const key of [...this.#known.keys()]) {
+      if (!seen.has(key) && this.owns(key) && !unsure(key)) pending.push({ kind: 'delete', key });
+      if (++compared % COMPARE_SLICE === 0) await yieldToQueries();
     }
-    for (const key of known.keys()) if (!listed.has(key) && !unsure(key)) changes.push({ kind: 'delete', key });
     if (listing.unsure.length > 0) {
       ctx.logger.warn('parts of the folder could not be read; their documents are kept as they were', {
         source: this.id,
@@ -406,20 +483,16 @@ export class FolderSource implements Source {
     }
     this.#warnNewSkips(skipped);
     this.#skipped = skipped;
-
-    this.#known.clear();
-    for (const [key, version] of known) this.#known.set(key, version);
-    await this.#emit(changes);
-    if (listing.rootError !== undefined) this.#report('error', `folder cannot be listed: ${listing.rootError}`);
-    else this.#report('idle');
-    ctx.logger.debug('folder reconciled', {
-      source: this.id,
-      files: listed.size,
-      upserts: changes.filter((c) => c.kind === 'upsert').length,
-      deletes: changes.filter((c) => c.kind === 'delete').length,
-      skipped: skipped.count,
-      ms: Date.now() - started,
-    });
+    await hand(pending);
+    if (this.#stopped) return;
+    if (listing.rootError !== undefined) {
+      this.#report('error', `folder cannot be listed: ${listing.rootError}`);
+    } else {
+      this.#report('idle');
+      // A later start may then serve at once and reconcile after (see `#listedBefore`).
+      await ctx.setCursor(JSON.stringify({ listed: this.#rootReal }));
+    }
+    ctx.logger.debug('folder reconciled', { source: this.id, files: seen.size, upserts, deletes, skipped: skipped.count, ms: Date.now() - started });
   }
 
   /** One warning per path a listing skipped that the last one had not (and one for the ones beyond the list). */
@@ -438,6 +511,7 @@ export class FolderSource implements Source {
   /** Walks `dir` into `out`; `ancestors` holds real paths on the way down, so links never loop. */
   async #walk(dir: string, ancestors: string[], out: Listing): Promise<void> {
     if (this.#stopped) return;
+    this.#watcher?.add(dir);
     let entries: Dirent<Buffer>[];
     try {
       // Names as bytes: a name that is not UTF-8 would otherwise come back mangled (and never open).
@@ -474,7 +548,7 @@ export class FolderSource implements Source {
     files.forEach((abs, i) => {
       const st = stats[i];
       if (st === 'unsure') out.unsure.push(abs);
-      else if (st && st !== 'gone') out.files.set(this.#keyOf(abs), { abs, stats: st });
+      else if (st && st !== 'gone' && st !== 'dir') out.file(this.#keyOf(abs), { abs, stats: st });
     });
     for (const abs of links) {
       const target = await this.#resolveLink(abs, out.skip);
@@ -485,7 +559,7 @@ export class FolderSource implements Source {
           out.unsure.push(abs);
           out.skip(this.#keyOf(abs), SKIP_REASONS.permissionDenied);
         } else {
-          out.files.set(this.#keyOf(abs), { abs, stats: target.stats });
+          out.file(this.#keyOf(abs), { abs, stats: target.stats });
         }
       } else if (target.stats.isDirectory() && this.#enterable(abs)) {
         if (ancestors.some((a) => a === target.real || a.startsWith(target.real + path.sep))) {
@@ -495,6 +569,7 @@ export class FolderSource implements Source {
         }
       }
     }
+    await out.afterDir?.();
     for (const abs of dirs) {
       const real = this.#opts.follow_symlinks ? await fsp.realpath(abs).catch(() => abs) : abs;
       await this.#walk(abs, [...ancestors, real], out);
@@ -535,10 +610,12 @@ export class FolderSource implements Source {
       let real = abs;
       if (fromEvent && this.#opts.follow_symlinks) {
         const target = await this.#resolveLink(abs, skip);
+        if (target?.stats.isDirectory()) return 'dir';
         if (!target?.stats.isFile()) return 'gone';
         ({ stats: st, real } = target);
       } else {
         st = await fsp.lstat(abs);
+        if (st.isDirectory()) return 'dir';
         if (!st.isFile()) return 'gone';
       }
       if (await unreadable(real, st)) {
@@ -603,49 +680,6 @@ export class FolderSource implements Source {
     }
     if (this.#include && !this.#include(rel)) return false;
     return !(this.#exclude?.(rel) ?? false);
-  }
-
-  /** What chokidar need not watch at all (saves inotify watches on `.git`, `node_modules/**`…). */
-  #ignoredByWatcher(abs: string, stats?: Stats): boolean {
-    const rel = this.#rel(abs);
-    if (rel === null) return false; // the root itself
-    if (this.#inExcludedDir(abs)) return true;
-    const segments = rel.split('/');
-    const last = segments.pop() ?? '';
-    if (segments.some((s) => s.startsWith('.') && !(this.#dotDirs?.(s) ?? false))) return true;
-    if (stats?.isDirectory()) {
-      if (!this.#enterable(abs)) return true;
-    } else if (stats?.isFile() && TEMP_FILE.test(last)) {
-      return true;
-    }
-    // chokidar follows links blindly (a link to an ancestor next to a link to a sibling
-    // expands exponentially): keep it inside the folder and off cycles.
-    return stats !== undefined && this.#opts.follow_symlinks && this.#leavesOrLoops(abs, stats.isDirectory());
-  }
-
-  /** With `follow_symlinks`: does `abs` resolve outside the folder, or (a directory) onto one of its own ancestors? */
-  #leavesOrLoops(abs: string, isDir: boolean): boolean {
-    if (this.#realCache.size > 10_000) this.#realCache.clear();
-    const realOf = (p: string): string => {
-      let real = this.#realCache.get(p);
-      if (real === undefined) {
-        real = realpathSync(p);
-        this.#realCache.set(p, real);
-      }
-      return real;
-    };
-    try {
-      const real = realpathSync(abs);
-      if (real !== this.#rootReal && !real.startsWith(this.#rootReal + path.sep)) return true;
-      if (!isDir) return false;
-      for (let dir = path.dirname(abs); ; dir = path.dirname(dir)) {
-        const up = realOf(dir);
-        if (up === real || up.startsWith(real + path.sep)) return true;
-        if (dir === this.#root || dir.length < this.#root.length) return false;
-      }
-    } catch {
-      return false; // gone already: the event path decides
-    }
   }
 
   // ───────────── documents ─────────────
@@ -719,56 +753,32 @@ export class FolderSource implements Source {
 
   // ───────────── watching ─────────────
 
-  async #startWatcher(): Promise<void> {
+  /** Fresh, empty watches: the next walk arms one per directory it enters. */
+  #startWatcher(): void {
     if (this.#stopped) return;
-    // chokidar does not descend into a root that is itself a link unless it follows links:
-    // watch the real directory and speak of its paths under the folder as given.
-    const watched = this.#rootReal;
-    const ours = (p: string): string =>
-      watched === this.#root || (p !== watched && !p.startsWith(watched + path.sep)) ? p : path.join(this.#root, path.relative(watched, p));
-    const watcher = watch(watched, {
-      ignoreInitial: true,
-      atomic: true,
-      persistent: true,
-      followSymlinks: this.#opts.follow_symlinks,
-      ignored: (p: string, stats?: Stats) => this.#ignoredByWatcher(ours(p), stats),
+    const watcher: DirWatcher = new DirWatcher({
+      changed: (dir, name) => {
+        if (this.#watcher !== watcher || this.#stopped) return;
+        if (name === null) return this.#scheduleRescan(dir);
+        // A name that is not UTF-8 cannot be opened by its text: list the directory as bytes.
+        if (!isUtf8(name)) return this.#scheduleNameCheck(dir);
+        const text = name.toString('utf8');
+        // A directory's own watch names the directory when it goes; for the folder itself, look at once.
+        if (dir === this.#root && text === path.basename(dir)) void this.#checkRoot();
+        this.#touch(path.join(dir, text));
+      },
+      failed: (dir, err) => {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (isMissing(err) || this.#watcher !== watcher) return; // gone: its parent's watch reports it
+        this.#log?.warn('folder watch failed; the next reconcile heals what it missed', {
+          source: this.id,
+          dir,
+          error: describeError(err),
+          ...(code === 'ENOSPC' ? { hint: 'raise fs.inotify.max_user_watches or lower reconcile_interval_s' } : {}),
+        });
+      },
     });
     this.#watcher = watcher;
-    this.#watchedPath = (p) => (watched === this.#root ? p : path.join(watched, path.relative(this.#root, p)));
-    watcher.on('add', (p) => this.#touch(ours(p)));
-    watcher.on('change', (p) => this.#touch(ours(p)));
-    watcher.on('unlink', (p) => this.#touch(ours(p)));
-    watcher.on('unlinkDir', (p) => {
-      if (this.#watcher !== watcher) return;
-      this.#realCache.clear();
-      const abs = ours(p);
-      // The folder itself went: this watcher is dead whatever comes back there; look at once.
-      if (abs === this.#root) {
-        this.#watchedId = null;
-        this.#rootSeen = '';
-        void this.#checkRoot();
-      }
-      this.#touchKnownUnder(abs);
-    });
-    watcher.on('addDir', (p) => this.#scheduleRescan(ours(p)));
-    // chokidar drops a name that is not UTF-8 (it arrives mangled and never stats); its raw event still tells where.
-    watcher.on('raw', (_event, name, details) => {
-      const dir = (details as { watchedPath?: unknown } | undefined)?.watchedPath;
-      if (typeof name === 'string' && name.includes('\uFFFD') && typeof dir === 'string') this.#scheduleNameCheck(ours(dir));
-    });
-    watcher.on('error', (err) => {
-      const code = (err as NodeJS.ErrnoException).code;
-      this.#log?.warn('folder watcher error; the next reconcile heals what it missed', {
-        source: this.id,
-        error: describeError(err),
-        ...(code === 'ENOSPC' ? { hint: 'raise fs.inotify.max_user_watches or lower reconcile_interval_s' } : {}),
-      });
-    });
-    await new Promise<void>((resolve) => {
-      watcher.once('ready', resolve);
-      this.#halt.signal.addEventListener('abort', () => resolve(), { once: true });
-    });
-    if (this.#stopped) await this.#closeWatcher();
   }
 
   /** Debounces a path; when quiet for `debounce_ms`, it is checked against the disk. */
@@ -786,23 +796,30 @@ export class FolderSource implements Source {
     );
   }
 
-  /** A directory disappeared (deleted or renamed away): re-check every known document under it. */
-  #touchKnownUnder(absDir: string): void {
-    const rel = this.#rel(absDir);
-    if (rel === null) {
+  /** Directories disappeared (deleted, renamed away, replaced): their watches go, and every known document under them is checked. */
+  #touchKnownUnder(absDirs: readonly string[]): void {
+    if (absDirs.length === 0) return;
+    for (const dir of absDirs) this.#watcher?.dropUnder(dir);
+    if (absDirs.some((d) => this.#rel(d) === null)) {
       for (const key of this.#known.keys()) this.#touch(this.#absOf(key));
       return;
     }
-    const dirKey = this.#keyOf(absDir);
-    for (const key of this.#known.keys()) if (key.startsWith(dirKey + '/')) this.#touch(this.#absOf(key));
-    if (this.#skipped.clearUnder(dirKey)) this.#reportSkipped();
+    const dirKeys = new Set(absDirs.map((d) => this.#keyOf(d)));
+    // One pass over what is known, each key's parents looked up: a tree of thousands of directories is not thousands of passes.
+    for (const key of this.#known.keys()) {
+      for (let i = key.lastIndexOf('/'); i > 0; i = key.lastIndexOf('/', i - 1)) {
+        if (dirKeys.has(key.slice(0, i))) {
+          this.#touch(this.#absOf(key));
+          break;
+        }
+      }
+    }
+    let cleared = false;
+    for (const dirKey of dirKeys) cleared = this.#skipped.clearUnder(dirKey) || cleared;
+    if (cleared) this.#reportSkipped();
   }
 
-  /**
-   * A directory appeared (created or renamed in). chokidar can miss a subdirectory created
-   * right after its parent (it never watches it), so a little later we re-add the directory
-   * to the watcher, which repairs its watches, and check every file in it ourselves.
-   */
+  /** A directory appeared (created or renamed in): a little later it is walked, which watches it and checks every file in it. */
   #scheduleRescan(absDir: string): void {
     if (this.#stopped) return;
     for (const [pending, timer] of this.#rescans) {
@@ -815,9 +832,8 @@ export class FolderSource implements Source {
     const timer = setTimeout(() => {
       this.#rescans.delete(absDir);
       if (this.#stopped) return;
-      this.#watcher?.add(this.#watchedPath(absDir));
       this.#touchTree(absDir).catch((err: unknown) => this.#log?.warn('cannot list new directory', { dir: absDir, error: describeError(err) }));
-    }, Math.max(this.#opts.debounce_ms, 100));
+    }, this.#opts.debounce_ms);
     this.#rescans.set(absDir, timer);
   }
 
@@ -832,12 +848,22 @@ export class FolderSource implements Source {
     );
   }
 
-  /** Every file under `absDir` becomes a candidate. */
+  /** Every file under `absDir` becomes a candidate, and every directory under it is watched. */
   async #touchTree(absDir: string): Promise<void> {
     if (this.#stopped || !this.#enterable(absDir)) return;
-    const found: Listing = { files: new Map(), unsure: [], skip: (key, reason) => this.#noteSkip(key, reason) };
-    await this.#walk(absDir, [this.#rootReal], found);
-    for (const item of found.files.values()) this.#touch(item.abs);
+    const ancestors = [this.#rootReal];
+    if (this.#opts.follow_symlinks) {
+      // A directory reached through a link must not lead the walk back onto its own ancestors.
+      for (let dir = path.dirname(absDir); dir.length >= this.#root.length; dir = path.dirname(dir)) {
+        ancestors.push(await fsp.realpath(dir).catch(() => dir));
+        if (dir === this.#root || dir === path.dirname(dir)) break;
+      }
+      const real = await fsp.realpath(absDir).catch(() => absDir);
+      if (!isInside(real, this.#rootReal) || ancestors.some((a) => a === real || a.startsWith(real + path.sep))) return;
+      ancestors.push(real);
+    }
+    const found: Listing = { file: (_key, item) => this.#touch(item.abs), unsure: [], skip: (key, reason) => this.#noteSkip(key, reason) };
+    await this.#walk(absDir, ancestors, found);
   }
 
   #queueFlush(): void {
@@ -849,32 +875,52 @@ export class FolderSource implements Source {
     }).catch((err: unknown) => this.#log?.warn('folder change delivery failed', { source: this.id, error: describeError(err) }));
   }
 
+  /** What a path the watcher named is now, looked at on disk: a file of ours, a directory, or neither. */
+  async #lookAt(abs: string, skip: Listing['skip']): Promise<FileState> {
+    if (this.#wanted(abs)) return this.#statFile(abs, true, skip);
+    try {
+      const st = this.#opts.follow_symlinks ? await fsp.stat(abs) : await fsp.lstat(abs);
+      return st.isDirectory() ? 'dir' : 'gone';
+    } catch {
+      return 'gone';
+    }
+  }
+
   /** Turns dirty paths into changes by looking at the disk now (not at what the event said). */
   async #flush(): Promise<void> {
     const skip: Listing['skip'] = (key, reason) => this.#noteSkip(key, reason);
     while (this.#dirty.size > 0 && !this.#stopped) {
       const paths = [...this.#dirty];
       this.#dirty.clear();
-      const states = await mapLimited(paths, STAT_CONCURRENCY, (abs) =>
-        this.#wanted(abs) ? this.#statFile(abs, true, skip) : Promise.resolve<FileState>('gone'),
-      );
+      const states = await mapLimited(paths, STAT_CONCURRENCY, (abs) => this.#lookAt(abs, skip));
       const changes: Change[] = [];
+      const vanished: string[] = [];
       paths.forEach((abs, i) => {
         if (this.#rel(abs) === null) return;
         const key = this.#keyOf(abs);
         const st = states[i];
         if (st === undefined || st === 'unsure') return; // kept as it was; the skipped list says why
+        if (st === 'dir') {
+          if (!this.#watcher?.has(abs) && this.#enterable(abs)) this.#scheduleRescan(abs);
+        } else if (this.#watcher?.has(abs)) {
+          vanished.push(abs); // a watched directory is gone, or is a file now
+        }
         this.#clearSkip(key);
-        if (st !== 'gone') {
+        if (st !== 'gone' && st !== 'dir') {
           if (this.#known.get(key) !== versionOf(st)) changes.push({ kind: 'upsert', doc: this.#document(key, { abs, stats: st }) });
         } else if (this.#known.has(key)) {
           changes.push({ kind: 'delete', key });
         }
       });
+      this.#touchKnownUnder(vanished);
+      for (const c of changes) this.#emittedMeanwhile?.add(c.kind === 'upsert' ? c.doc.key : c.key);
       await this.#emit(changes);
     }
   }
 }
+
+/** Lets timers and I/O (queries among them) run before the next slice of a walk. */
+const yieldToQueries = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export const fsSourcePlugin = definePlugin({
   kind: 'source',
