@@ -25,9 +25,6 @@ const SHARED_PER_DOCUMENT = 4;
 /** Filter results kept until the next change (each is a bitmap of max-id bits). */
 const CACHED_FILTERS = 64;
 
-/** Documents evaluated between two looks at the clock (a look costs about as much as a cheap filter). */
-const DOCUMENTS_PER_BREATH = 32;
-
 /**
  * A set of chunk ids as a bitmap (bit `id % 32` of word `id / 32`): a filter's answer costs
  * max-id bits however many chunks it keeps, the vector index tests membership in O(1), and
@@ -259,10 +256,9 @@ export class Catalog {
       } else {
         for (let i = from; i < to; i++) if (budget.test(predicate, metas[this.#metaOf[i]!]!)) accept(this.#ids[i]!);
       }
-      if (slot % DOCUMENTS_PER_BREATH === 0) {
-        const pause = budget.breathe();
-        if (pause) await pause;
-      }
+      // After every document: one evaluation of a hostile filter may take milliseconds.
+      const pause = budget.breathe();
+      if (pause) await pause;
     }
     budget.check();
     const ids = new ChunkIdSet(bits, size);

@@ -461,7 +461,8 @@ class NativeBackedEngine implements Engine {
       const res = await this.native.retrieve({
         query: String(q.query),
         candidates: count(q.candidates),
-        allowed: q.allowed,
+        // A null typed array is refused by napi: leave the field out for "every chunk".
+        ...(q.allowed ? { allowed: q.allowed } : {}),
         vectorIds: checkIds(q.vector.map((h) => h.id), 'retrieve'),
         vectorScores: q.vector.map((h) => h.score),
         plan,
