@@ -1,4 +1,4 @@
-/** @module core/catalog — the in-memory map of live chunks (id → document, metadata) that filters run over. */
+/** @module core/catalog — the map of live chunks (id → document, metadata) that filters run over, in typed arrays: no object per chunk. */
 import type { Engine } from '../engine/types.js';
 import type { FilterBudget } from './filter-budget.js';
 import type { Metadata } from './types.js';
@@ -12,7 +12,7 @@ export interface CatalogEntry {
 /** The ids a filter accepted, and the catalog generation they were computed at. */
 export interface Matched {
   generation: number;
-  ids: Set<number>;
+  ids: ChunkIdSet;
 }
 
 /**
@@ -22,73 +22,201 @@ export interface Matched {
  */
 const SHARED_PER_DOCUMENT = 4;
 
+/** Filter results kept until the next change (each is a bitmap of max-id bits). */
+const CACHED_FILTERS = 64;
+
+/**
+ * A set of chunk ids as a bitmap (bit `id % 32` of word `id / 32`): a filter's answer costs
+ * max-id bits however many chunks it keeps, the vector index tests membership in O(1), and
+ * the engine takes the words as they are.
+ */
+export class ChunkIdSet implements ReadonlySet<number> {
+  readonly bits: Uint32Array;
+  readonly size: number;
+
+  constructor(bits: Uint32Array, size: number) {
+    this.bits = bits;
+    this.size = size;
+  }
+
+  /** A set of `ids` (for tests and callers that have a list). */
+  static of(ids: Iterable<number>): ChunkIdSet {
+    const list = [...ids];
+    const bits = new Uint32Array((list.reduce((m, id) => Math.max(m, id), -1) >>> 5) + 1);
+    let size = 0;
+    for (const id of list) {
+      const w = id >>> 5;
+      const bit = 1 << (id & 31);
+      if ((bits[w]! & bit) === 0) size++;
+      bits[w]! |= bit;
+    }
+    return new ChunkIdSet(bits, size);
+  }
+
+  has(id: number): boolean {
+    const w = id >>> 5;
+    return id >= 0 && w < this.bits.length && (this.bits[w]! & (1 << (id & 31))) !== 0;
+  }
+
+  *[Symbol.iterator](): SetIterator<number> {
+    const bits = this.bits;
+    for (let w = 0; w < bits.length; w++) {
+      let word = bits[w]!;
+      while (word !== 0) {
+        const low = word & -word;
+        yield w * 32 + (31 - Math.clz32(low));
+        word ^= low;
+      }
+    }
+  }
+
+  keys(): SetIterator<number> {
+    return this[Symbol.iterator]();
+  }
+
+  values(): SetIterator<number> {
+    return this[Symbol.iterator]();
+  }
+
+  *entries(): SetIterator<[number, number]> {
+    for (const id of this) yield [id, id];
+  }
+
+  forEach(fn: (value: number, key: number, set: ReadonlySet<number>) => void, thisArg?: unknown): void {
+    for (const id of this) fn.call(thisArg, id, id, this);
+  }
+}
+
+/** A Uint32Array at least `length` long holding `from`'s words (grown by half again, so growth is amortized). */
+function grown(from: Uint32Array<ArrayBuffer>, length: number): Uint32Array<ArrayBuffer> {
+  if (length <= from.length) return from;
+  const next = new Uint32Array(Math.max(length, Math.ceil(from.length * 1.5), 1024));
+  next.set(from);
+  return next;
+}
+
 /**
  * Mirrors the store's chunk set. Filters are evaluated here once per (filter, generation) and
  * the matching ids are handed to both searches, so the filter applies inside each search.
  * Chunks of a document with equal metadata share one object, so a filter runs once for them
  * and the catalog holds one copy.
+ *
+ * Per chunk it holds numbers only: a document has a slot (its key, its distinct metadata
+ * objects) and a range in one arena of chunk ids; the arena is compacted when removed ranges
+ * make up half of it, and a slot freed by a removal is reused.
  */
 export class Catalog {
-  readonly #chunks = new Map<number, CatalogEntry>();
-  readonly #byDoc = new Map<string, number[]>();
+  /** Slot → document key (undefined: a free slot). */
+  #keys: (string | undefined)[] = [];
+  readonly #slotOf = new Map<string, number>();
+  readonly #freeSlots: number[] = [];
+  /** Slot → where its chunk ids start in the arena, and how many. */
+  #start = new Uint32Array(0);
+  #count = new Uint32Array(0);
+  /** Slot → the metadata all its chunks share, or its distinct ones (then `#metaOf` says which). */
+  #metas: (Metadata | Metadata[] | undefined)[] = [];
+  /** The arena: each document's chunk ids in ordinal order, and which of its metadata each carries. */
+  #ids = new Uint32Array(0);
+  #metaOf = new Uint32Array(0);
+  #end = 0;
+  #removed = 0;
+  /** Chunk id → its document's slot + 1 (0: no such chunk). */
+  #docOf = new Uint32Array(0);
+  #size = 0;
   #generation = 0;
   readonly #filterCache = new Map<string, Matched>();
 
   static async load(engine: Engine, pageSize = 5000): Promise<Catalog> {
     const catalog = new Catalog();
-    // Only while loading: the last distinct metadata objects of each document.
-    const shared = new Map<string, Metadata[]>();
+    // Pages come by ascending chunk id, so a document's chunks may be spread over many:
+    // gather each document's ids, then place them once (ordinal order is the store's too).
+    const pending = new Map<string, { ids: number[]; ordinals: number[]; metadata: Metadata[]; seen: Metadata[] }>();
     let after = 0;
     for (;;) {
       const rows = await engine.listChunks(after, pageSize);
       for (const row of rows) {
-        let seen = shared.get(row.docKey);
-        if (!seen) shared.set(row.docKey, (seen = []));
-        catalog.#put(row.id, row.docKey, intern(row.metadata, seen));
+        let doc = pending.get(row.docKey);
+        if (!doc) pending.set(row.docKey, (doc = { ids: [], ordinals: [], metadata: [], seen: [] }));
+        doc.ids.push(row.id);
+        doc.ordinals.push(row.ordinal);
+        doc.metadata.push(intern(row.metadata, doc.seen));
       }
       if (rows.length < pageSize) break;
       after = rows[rows.length - 1]!.id;
+    }
+    for (const [key, doc] of pending) {
+      const order = doc.ids.map((_, i) => i).sort((a, b) => doc.ordinals[a]! - doc.ordinals[b]!);
+      catalog.#place(key, order.map((i) => doc.ids[i]!), order.map((i) => doc.metadata[i]!));
     }
     return catalog;
   }
 
   get size(): number {
-    return this.#chunks.size;
+    return this.#size;
   }
 
   get generation(): number {
     return this.#generation;
   }
 
+  /** Documents with at least one chunk. */
+  get documents(): number {
+    return this.#slotOf.size;
+  }
+
   has(id: number): boolean {
-    return this.#chunks.has(id);
+    return id >= 0 && id < this.#docOf.length && this.#docOf[id]! !== 0;
   }
 
   get(id: number): CatalogEntry | undefined {
-    return this.#chunks.get(id);
+    if (!this.has(id)) return undefined;
+    const slot = this.#docOf[id]! - 1;
+    const metas = this.#metas[slot]!;
+    if (!Array.isArray(metas)) return { docKey: this.#keys[slot]!, metadata: metas };
+    const start = this.#start[slot]!;
+    const end = start + this.#count[slot]!;
+    for (let i = start; i < end; i++) if (this.#ids[i] === id) return { docKey: this.#keys[slot]!, metadata: metas[this.#metaOf[i]!]! };
+    return undefined;
   }
 
-  ids(): IterableIterator<number> {
-    return this.#chunks.keys();
+  *ids(): IterableIterator<number> {
+    for (let slot = 0; slot < this.#keys.length; slot++) {
+      if (this.#keys[slot] === undefined) continue;
+      // Read each time: a change between two steps of the caller may move the arena.
+      for (let i = 0; i < this.#count[slot]!; i++) yield this.#ids[this.#start[slot]! + i]!;
+    }
   }
 
   chunkIdsOf(docKey: string): readonly number[] {
-    return this.#byDoc.get(docKey) ?? [];
+    const slot = this.#slotOf.get(docKey);
+    if (slot === undefined) return [];
+    return Array.from(this.#ids.subarray(this.#start[slot]!, this.#start[slot]! + this.#count[slot]!));
   }
 
   /** Replaces a document's chunks: `ids[i]` carries `metadata[i]`. */
-  setDocument(docKey: string, ids: number[], metadata: Metadata[]): void {
+  setDocument(docKey: string, ids: readonly number[], metadata: readonly Metadata[]): void {
     this.removeDocument(docKey);
     const seen: Metadata[] = [];
-    ids.forEach((id, i) => this.#put(id, docKey, intern(metadata[i] ?? {}, seen)));
+    this.#place(docKey, ids, ids.map((_, i) => intern(metadata[i] ?? {}, seen)));
     this.#generation++;
   }
 
   removeDocument(docKey: string): void {
-    const old = this.#byDoc.get(docKey);
-    if (!old) return;
-    for (const id of old) this.#chunks.delete(id);
-    this.#byDoc.delete(docKey);
+    const slot = this.#slotOf.get(docKey);
+    if (slot === undefined) return;
+    const start = this.#start[slot]!;
+    const count = this.#count[slot]!;
+    for (let i = start; i < start + count; i++) {
+      const id = this.#ids[i]!;
+      if (this.#docOf[id] === slot + 1) this.#docOf[id] = 0;
+    }
+    this.#size -= count;
+    this.#removed += count;
+    this.#count[slot] = 0;
+    this.#keys[slot] = undefined;
+    this.#metas[slot] = undefined;
+    this.#slotOf.delete(docKey);
+    this.#freeSlots.push(slot);
     this.#generation++;
   }
 
@@ -110,25 +238,92 @@ export class Catalog {
     const hit = this.cached(cacheKey);
     if (hit) return hit;
     const start = this.#generation;
-    const ids = new Set<number>();
-    for (const [id, entry] of this.#chunks) {
-      if (budget.test(predicate, entry.metadata)) ids.add(id);
+    let bits = new Uint32Array((this.#docOf.length >>> 5) + 1);
+    let size = 0;
+    const accept = (id: number) => {
+      const w = id >>> 5;
+      if (w >= bits.length) bits = grown(bits, w + 1);
+      bits[w]! |= 1 << (id & 31);
+      size++;
+    };
+    for (let slot = 0; slot < this.#keys.length; slot++) {
+      const metas = this.#metas[slot];
+      if (metas === undefined) continue;
+      const from = this.#start[slot]!;
+      const to = from + this.#count[slot]!;
+      if (!Array.isArray(metas)) {
+        if (budget.test(predicate, metas)) for (let i = from; i < to; i++) accept(this.#ids[i]!);
+      } else {
+        for (let i = from; i < to; i++) if (budget.test(predicate, metas[this.#metaOf[i]!]!)) accept(this.#ids[i]!);
+      }
+      // After every document: one evaluation of a hostile filter may take milliseconds.
       const pause = budget.breathe();
       if (pause) await pause;
     }
     budget.check();
+    const ids = new ChunkIdSet(bits, size);
     if (this.#generation !== start) return { generation: -1, ids };
-    if (this.#filterCache.size >= 64) this.#filterCache.delete(this.#filterCache.keys().next().value!);
+    if (this.#filterCache.size >= CACHED_FILTERS) this.#filterCache.delete(this.#filterCache.keys().next().value!);
     const matched = { generation: start, ids };
     this.#filterCache.set(cacheKey, matched);
     return matched;
   }
 
-  #put(id: number, docKey: string, metadata: Metadata): void {
-    this.#chunks.set(id, { docKey, metadata });
-    const list = this.#byDoc.get(docKey);
-    if (list) list.push(id);
-    else this.#byDoc.set(docKey, [id]);
+  /** Gives `docKey` (absent) a slot and an arena range holding `ids`, `metadata[i]` already interned. */
+  #place(docKey: string, ids: readonly number[], metadata: readonly Metadata[]): void {
+    if (ids.length === 0) return;
+    const slot = this.#freeSlots.pop() ?? this.#keys.length;
+    if (slot >= this.#start.length) {
+      this.#start = grown(this.#start, slot + 1);
+      this.#count = grown(this.#count, slot + 1);
+    }
+    this.#reserve(ids.length);
+    const distinct: Metadata[] = [];
+    const indexOf = new Map<Metadata, number>();
+    const from = this.#end;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (!Number.isInteger(id) || id < 0 || id > 0xffff_ffff) throw new RangeError(`catalog: chunk id ${id} is not a 32-bit unsigned integer`);
+      let which = indexOf.get(metadata[i]!);
+      if (which === undefined) indexOf.set(metadata[i]!, (which = distinct.push(metadata[i]!) - 1));
+      this.#ids[from + i] = id;
+      this.#metaOf[from + i] = which;
+      if (id >= this.#docOf.length) this.#docOf = grown(this.#docOf, id + 1);
+      this.#docOf[id] = slot + 1;
+    }
+    this.#end += ids.length;
+    this.#keys[slot] = docKey;
+    this.#metas[slot] = distinct.length === 1 ? distinct[0]! : distinct;
+    this.#start[slot] = from;
+    this.#count[slot] = ids.length;
+    this.#slotOf.set(docKey, slot);
+    this.#size += ids.length;
+  }
+
+  /** Room for `n` more ids at the arena's end: compacts when removed ranges are half of it, else grows. */
+  #reserve(n: number): void {
+    if (this.#end + n <= this.#ids.length) return;
+    if (this.#removed > 0 && this.#removed * 2 >= this.#end) {
+      const ids = new Uint32Array(Math.max(this.#size + n, Math.ceil(this.#size * 1.5), 1024));
+      const metaOf = new Uint32Array(ids.length);
+      let at = 0;
+      for (let slot = 0; slot < this.#keys.length; slot++) {
+        if (this.#keys[slot] === undefined) continue;
+        const from = this.#start[slot]!;
+        const count = this.#count[slot]!;
+        ids.set(this.#ids.subarray(from, from + count), at);
+        metaOf.set(this.#metaOf.subarray(from, from + count), at);
+        this.#start[slot] = at;
+        at += count;
+      }
+      this.#ids = ids;
+      this.#metaOf = metaOf;
+      this.#end = at;
+      this.#removed = 0;
+      return;
+    }
+    this.#ids = grown(this.#ids, this.#end + n);
+    this.#metaOf = grown(this.#metaOf, this.#ids.length);
   }
 }
 

@@ -2,15 +2,14 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { openEngine } from '../engine/index.js';
-import type { DocumentRow, Engine } from '../engine/types.js';
+import type { DocumentRow, Engine, LegScore } from '../engine/types.js';
 import { closeEmbedder, type CallingEmbedder } from './calls.js';
-import { Catalog } from './catalog.js';
+import { Catalog, type ChunkIdSet } from './catalog.js';
 import type { LivedexConfig } from './config.js';
 import { describeError, LivedexError } from './errors.js';
 import { compileFilter, filterBudget } from './filter.js';
 import { filterLimits } from './filter-budget.js';
 import { describeStoreReset, detectStoreReset, Housekeeper, inspectDataDir, STORE_RESET_CURSOR } from './housekeeping.js';
-import { fuseConvex, fuseRrf, singleLeg, type FusedHit, type LegHit } from './fusion.js';
 import { Pipeline } from './pipeline.js';
 import { describeStorageProblem, storageProblem } from './storage-error.js';
 import { chooseSplitters } from './splitter-choice.js';
@@ -525,7 +524,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
       // The model switched meanwhile: embed again, so the query meets vectors of its own model.
       if (queryVector && this.#embedder !== embedder) queryVector = await this.#embedQueryOrDegrade(this.#embedder, req);
       const { fusion, alpha } = this.#fusionFor(req);
-      let allowed: Set<number> | null = null;
+      let allowed: ChunkIdSet | null = null;
       if (predicate && budget && matched) {
         // The catalog changed since: evaluate again, now that no commit can land mid-way.
         if (matched.generation !== this.catalog.generation) {
@@ -536,37 +535,26 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
         if (allowed.size === 0) return [];
         if (allowed.size === this.catalog.size) allowed = null;
       }
-      const [bm25, vector] = await Promise.all([
-        req.mode === 'vector' ? [] : this.engine.searchText(req.query, candidates, allowed ? [...allowed] : null),
-        queryVector ? this.#searchVectors(queryVector, candidates, allowed) : [],
-      ]);
-      let fused: FusedHit[];
-      if (req.mode === 'bm25') fused = singleLeg(bm25, 'bm25', req.k);
-      else if (req.mode === 'vector') fused = singleLeg(vector, 'vector', req.k);
-      else if (fusion === 'convex') fused = fuseConvex(bm25, vector, req.k, alpha);
-      else fused = fuseRrf(bm25, vector, req.k, rc.rrf_k);
-      const rows = new Map((await this.engine.getChunks(fused.map((h) => h.id))).map((r) => [r.id, r]));
-      const indexedAt = await this.#indexedAt(new Set([...rows.values()].map((r) => r.docKey)));
-      const hits: Hit[] = [];
-      for (const h of fused) {
-        const row = rows.get(h.id);
-        if (!row) continue;
+      // The vector leg is searched here (hnswlib lives on this thread); BM25, the fusion and the
+      // hits' rows are one engine call.
+      const vector = queryVector && req.mode !== 'bm25' ? this.#searchVectors(queryVector, candidates, allowed) : [];
+      const found = await this.engine.retrieve({
+        query: req.query,
+        candidates,
+        allowed: allowed ? allowed.bits : null,
+        vector,
+        plan: { mode: req.mode, fusion, alpha, rrfK: rc.rrf_k, k: req.k },
+      });
+      return found.map((h) => {
         const scores: Hit['scores'] = {};
         if (h.bm25 !== undefined) scores.bm25 = h.bm25;
         if (h.vector !== undefined) scores.vector = h.vector;
         if (req.mode === 'hybrid') scores.fused = h.fused;
         // Every hit says how fresh it is: `indexed_at` comes from its document when chunks lack it.
-        const metadata = row.metadata.indexed_at === undefined ? { ...row.metadata, indexed_at: indexedAt.get(row.docKey) ?? null } : row.metadata;
-        hits.push({ text: row.text, metadata, dist: h.dist, scores });
-      }
-      return hits;
+        const metadata = h.metadata.indexed_at === undefined ? { ...h.metadata, indexed_at: h.indexedAt } : h.metadata;
+        return { text: h.text, metadata, dist: h.dist, scores };
+      });
     });
-  }
-
-  /** When each of `keys` was last indexed (Unix seconds). */
-  async #indexedAt(keys: Set<string>): Promise<Map<string, number | null>> {
-    const rows = await Promise.all([...keys].map((key) => this.engine.getDocument(key)));
-    return new Map(rows.flatMap((row) => (row ? [[row.key, row.indexedAt] as const] : [])));
   }
 
   /** The fusion a request gets: its own choice, else the configured default (see `default_fusion`). */
@@ -580,7 +568,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     return { fusion: this.embedder.lexical ? 'convex' : 'rrf', alpha };
   }
 
-  #searchVectors(query: Float32Array, k: number, allowed: Set<number> | null): LegHit[] {
+  #searchVectors(query: Float32Array, k: number, allowed: ChunkIdSet | null): LegScore[] {
     // `allowed` comes from the catalog, which has no chunk of a commit not switched to yet.
     const pending = this.pipeline.unpublishedVectors;
     const hits = allowed ? this.#vectors.search(query, k, allowed) : pending.size > 0 ? this.#vectors.search(query, k, (id) => !pending.has(id)) : this.#vectors.search(query, k);

@@ -24,8 +24,13 @@ import type {
   EmbeddingBatch,
   EmbeddingPass,
   Engine,
+  EngineHit,
+  EngineQuery,
   EngineStats,
+  FusedScore,
+  FusionPlan,
   HousekeepingCounts,
+  LegScore,
   OpenOptions,
   TextAnalyzer,
   TextHit,
@@ -81,6 +86,19 @@ interface NativeChunkRow {
 interface NativeChunkPage {
   rows: NativeChunkRow[];
   /** The metadata of each document a row inherits from, once. */
+  documents: { key: string; metadata: string }[];
+}
+
+interface NativeFusedHit {
+  id: number;
+  dist: number;
+  fused: number;
+  bm25?: number | null;
+  vector?: number | null;
+}
+
+interface NativeRetrieved {
+  hits: (NativeFusedHit & { docKey: string; ordinal: number; text: string; metadata: string; inherits: boolean; indexedAt?: number | null })[];
   documents: { key: string; metadata: string }[];
 }
 
@@ -140,6 +158,7 @@ interface NativeEngine {
   chunkEmbeddings(model: string, ids: number[]): Promise<NativeVectors>;
   searchText(query: string, k: number, allowedIds: number[] | null): Promise<{ id: number; score: number }[]>;
   getChunks(ids: number[]): Promise<NativeChunkPage>;
+  retrieve(req: { query: string; candidates: number; allowed?: Uint32Array | null; vectorIds: number[]; vectorScores: number[]; plan: FusionPlan }): Promise<NativeRetrieved>;
   listChunks(afterId: number, limit: number): Promise<NativeChunkPage>;
   stageChunks(token: number | null, chunks: NativeChunkWrite[]): number;
   dropStaged(token: number): void;
@@ -155,6 +174,7 @@ interface NativeEngine {
 interface NativeModule {
   openEngine(dir: string, readOnly: boolean, analyzer?: TextAnalyzer | null): Promise<NativeEngine>;
   textIndexSeq(dir: string): Promise<number | null>;
+  fuseLegs(bm25Ids: number[], bm25Scores: number[], vectorIds: number[], vectorScores: number[], plan: FusionPlan): NativeFusedHit[];
 }
 
 /**
@@ -314,6 +334,22 @@ function fromPage(page: NativeChunkPage): (ChunkMetaRow & { text?: string | null
   });
 }
 
+function fusedScore(h: NativeFusedHit): FusedScore {
+  const out: FusedScore = { id: h.id, dist: h.dist, fused: h.fused };
+  if (h.bm25 != null) out.bm25 = h.bm25;
+  if (h.vector != null) out.vector = h.vector;
+  return out;
+}
+
+/** A finite count for the native side (u32). */
+function count(n: number): number {
+  return Number.isFinite(n) ? Math.max(0, Math.min(Math.floor(n), 0xffffffff)) : 0;
+}
+
+function nativePlan(plan: FusionPlan): FusionPlan {
+  return { mode: plan.mode, fusion: plan.fusion, alpha: plan.alpha, rrfK: plan.rrfK, k: count(plan.k) };
+}
+
 function toDocument(r: NativeDocumentRow): DocumentRow {
   return {
     key: r.key,
@@ -418,6 +454,28 @@ class NativeBackedEngine implements Engine {
     });
   }
 
+  retrieve(q: EngineQuery): Promise<EngineHit[]> {
+    return call('retrieve', async () => {
+      const plan = nativePlan(q.plan);
+      if (plan.k === 0 || (q.allowed && q.allowed.length === 0)) return [];
+      const res = await this.native.retrieve({
+        query: String(q.query),
+        candidates: count(q.candidates),
+        // A null typed array is refused by napi: leave the field out for "every chunk".
+        ...(q.allowed ? { allowed: q.allowed } : {}),
+        vectorIds: checkIds(q.vector.map((h) => h.id), 'retrieve'),
+        vectorScores: q.vector.map((h) => h.score),
+        plan,
+      });
+      const inherited = new Map(res.documents.map((d) => [d.key, parseJson(d.metadata)]));
+      return res.hits.map((h) => {
+        const own = parseJson(h.metadata);
+        const metadata = h.inherits ? { ...inherited.get(h.docKey), ...own } : own;
+        return { ...fusedScore(h), docKey: h.docKey, ordinal: h.ordinal, text: h.text, metadata, indexedAt: h.indexedAt ?? null };
+      });
+    });
+  }
+
   listChunks(afterId: number, limit: number): Promise<ChunkMetaRow[]> {
     return call('listChunks', async () => {
       const n = Math.max(0, Math.min(Math.floor(limit), 0xffffffff));
@@ -500,6 +558,18 @@ class NativeBackedEngine implements Engine {
 
   close(): Promise<void> {
     return call('close', () => this.native.close());
+  }
+}
+
+/** Fuses a BM25 and a vector leg (each best first) the way `Engine.retrieve` does: the one fusion livedex has. */
+export function fuseLegs(bm25: LegScore[], vector: LegScore[], plan: FusionPlan): FusedScore[] {
+  const native = loadNative();
+  try {
+    return native
+      .fuseLegs(bm25.map((h) => h.id), bm25.map((h) => h.score), vector.map((h) => h.id), vector.map((h) => h.score), nativePlan(plan))
+      .map(fusedScore);
+  } catch (err) {
+    throw engineError(err, 'fuseLegs');
   }
 }
 

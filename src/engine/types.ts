@@ -80,6 +80,55 @@ export interface TextHit {
   score: number;
 }
 
+/** How a query's legs combine (see `fuseLegs`). */
+export interface FusionPlan {
+  mode: 'hybrid' | 'bm25' | 'vector';
+  fusion: 'rrf' | 'convex';
+  /** Vector weight of convex fusion. */
+  alpha: number;
+  /** The k of reciprocal rank fusion. */
+  rrfK: number;
+  /** Hits wanted after fusion. */
+  k: number;
+}
+
+/** One leg of a query, best first. */
+export interface LegScore {
+  id: number;
+  /** Higher is better: BM25 score, or cosine similarity for vectors. */
+  score: number;
+}
+
+export interface FusedScore {
+  id: number;
+  /** Lower is better; 0 is the best possible hit (first in every leg / identical). */
+  dist: number;
+  fused: number;
+  bm25?: number;
+  vector?: number;
+}
+
+/** A query for `Engine.retrieve`: BM25 under the filter, fused with a vector leg searched before. */
+export interface EngineQuery {
+  query: string;
+  /** Hits taken from the BM25 leg before fusion. */
+  candidates: number;
+  /** The chunks the filter accepts, as bits (bit `id % 32` of word `id / 32`); null: every chunk. */
+  allowed: Uint32Array | null;
+  vector: LegScore[];
+  plan: FusionPlan;
+}
+
+/** A fused hit with its row: complete metadata and its document's `indexed_at`. */
+export interface EngineHit extends FusedScore {
+  docKey: string;
+  ordinal: number;
+  text: string;
+  metadata: Metadata;
+  /** Unix seconds. */
+  indexedAt: number | null;
+}
+
 export interface EngineStats {
   documents: number;
   pending: number;
@@ -177,6 +226,12 @@ export interface Engine {
   /** BM25 over chunk text. `allowedIds` restricts the search (filter applied inside it). */
   searchText(query: string, k: number, allowedIds?: number[] | null): Promise<TextHit[]>;
   getChunks(ids: number[]): Promise<ChunkRow[]>;
+  /**
+   * A whole query in one call: BM25 (restricted to `allowed`), fusion with the vector leg, and
+   * the fused hits' rows with their documents' `indexed_at`, read in one transaction. A hit
+   * whose chunk is gone by then is left out.
+   */
+  retrieve(query: EngineQuery): Promise<EngineHit[]>;
   /** Pages through all chunks by ascending id: ids > `afterId`, at most `limit`. */
   listChunks(afterId: number, limit: number): Promise<ChunkMetaRow[]>;
   getDocument(key: string): Promise<DocumentRow | null>;

@@ -6,6 +6,7 @@
 mod engine;
 mod error;
 mod housekeeping;
+mod retrieve;
 mod store;
 mod text;
 
