@@ -294,8 +294,8 @@ export function buildCli(): Command {
     onShutdown(running.close);
     // The first sync shows its progress (a bar on a terminal, a line every few seconds otherwise).
     const stopProgress = opts.logLevel === 'silent' ? () => {} : trackProgress(running.index);
-    running.ready.finally(stopProgress).catch(() => {});
-    running.ready.then(async () => {
+    running.synced.finally(stopProgress).catch(() => {});
+    running.synced.then(async () => {
       const s = await running.index.status();
       console.log(`initial sync done: ${s.documents.indexed} documents indexed, ${s.documents.failed} failed, ${s.chunks} chunks`);
     }, () => {});
@@ -311,7 +311,7 @@ export function buildCli(): Command {
     onShutdown(() => index.close());
     const stopProgress = trackProgress(index);
     try {
-      await index.start();
+      await index.synced();
       await index.modelSwitched();
     } finally {
       stopProgress();

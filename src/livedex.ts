@@ -18,8 +18,10 @@ export interface RunningServer {
   index: LiveIndex;
   url: string;
   port: number;
-  /** Resolves once the first sync of every source is indexed. */
+  /** Resolves once the index serves: the first sync of every source is indexed, or, on a restart, the stored index is open. */
   ready: Promise<void>;
+  /** Resolves once every source has been listed since the start and what it found is indexed (with `ready` on a first run). */
+  synced: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -81,12 +83,15 @@ export async function serve(
   logger.info('listening', { url: server.url, data_dir: resolve(config.data_dir) });
   const ready = index.start();
   ready.catch((err) => logger.error('source failed to start', { error: String(err) }));
+  const synced = ready.then(() => index.synced());
+  synced.catch(() => {});
   let closing: Promise<void> | null = null;
   return {
     index,
     url: server.url,
     port: server.port,
     ready,
+    synced,
     close: () =>
       (closing ??= (async () => {
         stopping.abort();

@@ -124,7 +124,7 @@ describe('livedex doctor', () => {
     try {
       const config = parseConfig({ data_dir: copy, sources: [{ fs: { path: docs, reconcile_interval_s: 0 } }], sandbox: { enabled: false } });
       const index = await LiveIndex.open({ config, registry: builtinRegistry(), logger: silentLogger });
-      await index.start();
+      await index.synced();
       await index.close();
     } finally {
       await rm(join(docs, 'later.md'));

@@ -27,7 +27,7 @@ describe('a document that failed', () => {
     await writeFile(join(folder.path, 'fine.md'), '# Fine\n\nOtters hold hands while they sleep.\n');
     let server = await startServer(folder.path, { dataDir: data.path });
     try {
-      await server.ready;
+      await server.synced;
       const failed = await statusOf(server, 'broken.pdf');
       assert.equal(failed?._indexing_status, 'FAILED');
       const reason = String(failed?._indexing_error);
@@ -50,7 +50,7 @@ describe('a document that failed', () => {
       // A restart over the same data: the failed version is remembered, nothing is parsed.
       await server.close();
       server = await startServer(folder.path, { dataDir: data.path });
-      await server.ready;
+      await server.synced;
       assert.deepEqual([server.index.pipeline.counters.parsed, server.index.pipeline.counters.failed], [0, 0]);
       assert.equal((await statusOf(server, 'broken.pdf'))?._indexing_status, 'FAILED');
 
@@ -75,20 +75,20 @@ describe('a document that failed, after parsing changed', () => {
     const limited = { pipeline: { max_file_bytes: 1024 } };
     let server = await startServer(folder.path, { dataDir: data.path, config: limited });
     try {
-      await server.ready;
+      await server.synced;
       assert.match(String((await statusOf(server, 'big.md'))?._indexing_error), /pipeline\.max_file_bytes/);
 
       // The same configuration again: the failed version is remembered.
       await server.close();
       server = await startServer(folder.path, { dataDir: data.path, config: limited });
-      await server.ready;
+      await server.synced;
       assert.equal(server.index.pipeline.counters.failed, 0);
       assert.equal((await statusOf(server, 'big.md'))?._indexing_status, 'FAILED');
 
       // A raised limit: the file is read again and indexed; the one that was fine is not touched.
       await server.close();
       server = await startServer(folder.path, { dataDir: data.path });
-      await server.ready;
+      await server.synced;
       assert.equal((await statusOf(server, 'big.md'))?._indexing_status, 'INDEXED');
       assert.equal(server.index.pipeline.counters.parsed, 1);
     } finally {
@@ -117,7 +117,7 @@ describe('a document held back by a transient failure', () => {
     fake.faults.push({ status: 502 }, { status: 503 });
     const server = await startServer(folder.path, { dataDir: data.path, logger, config: config(fake.url, { retry_base_ms: 1_000 }) });
     try {
-      await server.ready;
+      await server.synced;
       await waitFor(async () => (await statusOf(server, 'cliffs.pdf'))?._indexing_status === 'INDEXED', 60_000);
       assert.deepEqual(heldBack.map((r) => /\(trying again in (\d+) s\)$/.exec(r)?.[1]), ['1', '2']);
       assert.match(heldBack[0]!, /HTTP 502/);
@@ -140,7 +140,7 @@ describe('a document held back by a transient failure', () => {
     // A delay far longer than the test: only the restart can bring the document back.
     let server = await startServer(folder.path, { dataDir: data.path, config: config(fake.url, { retry_base_ms: 600_000 }) });
     try {
-      await server.ready;
+      await server.synced;
       const held = await statusOf(server, 'cliffs.pdf');
       assert.equal(held?._indexing_status, 'INGESTED');
       assert.match(String(held?._indexing_error), /HTTP 500.*\(trying again in 600 s\)$/);
@@ -149,7 +149,7 @@ describe('a document held back by a transient failure', () => {
 
       await server.close();
       server = await startServer(folder.path, { dataDir: data.path, config: config(fake.url, { retry_base_ms: 600_000 }) });
-      await server.ready;
+      await server.synced;
       assert.equal((await statusOf(server, 'cliffs.pdf'))?._indexing_status, 'INDEXED');
       assert.deepEqual(fake.requests.map((r) => r.status), [500, 200]);
     } finally {

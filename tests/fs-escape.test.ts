@@ -177,6 +177,7 @@ for (const follow of [false, true]) {
       },
       getCursor: async () => null,
       setCursor: async () => {},
+      settled: async () => {},
       reportHealth: () => {},
       logger: silentLogger,
       signal: controller.signal,

@@ -106,6 +106,7 @@ describe('folder source safety, served', () => {
         },
         getCursor: async () => null,
         setCursor: async () => {},
+        settled: async () => {},
         reportHealth: () => {},
         logger: silentLogger,
         signal: controller.signal,

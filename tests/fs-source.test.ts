@@ -36,6 +36,9 @@ class Recorder implements SourceContext {
     return this.batches.flat();
   }
 
+  /** Emits are applied as they come: everything emitted is already settled. */
+  async settled(): Promise<void> {}
+
   async knownVersions(): Promise<Map<string, string>> {
     return new Map(this.versions);
   }

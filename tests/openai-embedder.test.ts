@@ -245,7 +245,7 @@ describe('a live index embedding through the openai embedder', () => {
     });
     const index = await LiveIndex.open({ config, registry: builtinRegistry(), logger: silentLogger });
     try {
-      await index.start();
+      await index.synced();
       return await fn(index);
     } finally {
       await index.close();

@@ -4,13 +4,15 @@ import assert from 'node:assert/strict';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SourceStatus } from '../src/core/types.js';
-import { embedCounter, get, retrieve, startServer, tempDir, waitFor, type TestServer } from './helpers/livedex.js';
+import { embedCounter, get, retrieve, startServer, tempDir, type TestServer } from './helpers/livedex.js';
 
-/** A restart is ready before its folder is listed: waits until the listing is done and what it found is indexed. */
+/** A restart is ready before its folder is listed: waits until the listing is done and what it found is indexed, as /v1/status then says. */
 async function reconciled(server: TestServer): Promise<void> {
   await server.ready;
-  await waitFor(async () => (await get<{ sources: SourceStatus[] }>(server.url, '/v1/status')).body.sources[0]?.state === 'idle', 30_000);
-  await server.index.pipeline.idle();
+  await server.synced;
+  const status = (await get<{ synced: boolean; sources: SourceStatus[] }>(server.url, '/v1/status')).body;
+  assert.equal(status.synced, true);
+  assert.equal(status.sources[0]?.state, 'idle');
 }
 
 describe('restarting on the same data dir', () => {

@@ -132,6 +132,8 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
   readonly #abort = new AbortController();
   #ready = false;
   #readyPromise: Promise<void> | null = null;
+  #synced: Promise<void> = Promise.resolve();
+  #syncedDone = false;
   #snapshotTimer: NodeJS.Timeout | null = null;
   #seen = 0;
   #closed = false;
@@ -399,8 +401,26 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     await this.pipeline.idle();
     this.#ready = true;
     await this.snapshot();
-    logger.info('initial sync done', { documents: (await this.engine.stats()).documents, chunks: this.catalog.size });
     this.#startHousekeeping(dataDir);
+    this.#synced = this.#sync();
+    this.#synced.catch(() => {});
+  }
+
+  /** After `ready`: the sources that served from the store first finish their first listing, and what it found is committed. */
+  async #sync(): Promise<void> {
+    await Promise.all(this.#sources.map((s) => s.synced?.()));
+    await this.pipeline.idle();
+    this.#syncedDone = true;
+    this.#opts.logger.info('initial sync done', { documents: (await this.engine.stats()).documents, chunks: this.catalog.size });
+  }
+
+  /**
+   * Resolves once every source's first listing since `start` is indexed: after `ready` on a
+   * restart (which serves the stored index at once), together with it on a first run.
+   */
+  async synced(): Promise<void> {
+    await this.start();
+    await this.#synced;
   }
 
   #startHousekeeping(dataDir: string): void {
@@ -437,6 +457,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
       },
       getCursor: () => engine.getCursor(source.id),
       setCursor: (value) => engine.setCursor(source.id, value),
+      settled: () => this.pipeline.idle(),
       reportHealth: (health) => this.#reportHealth(source.id, health),
       logger: this.#opts.logger,
       signal: this.#abort.signal,
@@ -637,6 +658,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     const s = await this.engine.stats();
     return {
       ready: this.#ready,
+      synced: this.#syncedDone,
       documents: { total: s.documents, pending: s.pending, indexed: s.indexed, failed: s.failed },
       chunks: s.chunks,
       queue: { depth: this.pipeline.depth, inFlight: this.pipeline.inFlight },

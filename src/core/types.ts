@@ -46,6 +46,8 @@ export interface SourceContext {
   emit(changes: Change[]): Promise<void>;
   getCursor(): Promise<string | null>;
   setCursor(value: string): Promise<void>;
+  /** Resolves once every change emitted so far is committed (or failed): write a cursor that claims them only then. */
+  settled(): Promise<void>;
   /**
    * Tells operators how the source is doing (shown in `status().sources`): call it with
    * `state: 'error'` and the reason when the service fails (the source keeps retrying), and
@@ -94,8 +96,14 @@ export interface Source {
   readonly id: string;
   /** True when `key` belongs to this source (used to reconcile deletions per source). */
   owns(key: string): boolean;
-  /** Starts following the source; resolves once the first full reconcile has been emitted. */
+  /**
+   * Starts following the source; resolves once the first full reconcile has been emitted, or,
+   * for a source that can serve from what the store already knows (a restart), once it follows
+   * changes, with `synced` telling when that first reconcile is emitted.
+   */
   start(ctx: SourceContext): Promise<void>;
+  /** Resolves once the first reconcile after `start` has been emitted; absent: `start` waits for it. */
+  synced?(): Promise<void>;
   /** Forces a reconcile now (the periodic one calls the same thing). */
   reconcile(): Promise<void>;
   stop(): Promise<void>;
@@ -314,7 +322,10 @@ export interface DocumentInfo {
 }
 
 export interface IndexStatus {
+  /** The index serves: the first sync is indexed, or on a restart the stored index is open. */
   ready: boolean;
+  /** Every source's first listing since start is indexed (a restart serves before it is). */
+  synced: boolean;
   documents: { total: number; pending: number; indexed: number; failed: number };
   chunks: number;
   queue: { depth: number; inFlight: number };

@@ -28,7 +28,8 @@ import {
 
 /** `GET /v1/status`. */
 export const StatusSchema = z.object({
-  ready: z.boolean().describe('True once the first sync of every source is indexed.'),
+  ready: z.boolean().describe('True once the index serves: the first sync of every source is indexed, or, on a restart, the stored index is open (its sources are then listed behind it).'),
+  synced: z.boolean().describe('True once every source has been listed since the start and what the listing found is indexed.'),
   documents: z.object({ total: z.number().int(), pending: z.number().int(), indexed: z.number().int(), failed: z.number().int() }),
   chunks: z.number().int(),
   queue: z.object({ depth: z.number().int().describe('Changes waiting.'), inFlight: z.number().int().describe('Changes being processed.') }),

@@ -66,6 +66,7 @@ export function createStubIndex(): StubIndex {
     async status(): Promise<IndexStatus> {
       return {
         ready: stub.ready,
+        synced: stub.ready,
         documents: { total: 3, pending: stub.ready ? 0 : 2, indexed: stub.ready ? 3 : 1, failed: 0 },
         chunks: 3,
         queue: { depth: stub.ready ? 0 : 2, inFlight: 0 },

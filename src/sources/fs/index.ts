@@ -182,6 +182,10 @@ export class FolderSource implements Source {
   /** Serializes reconciles; their walks run beside watcher flushes, only their emits queue on `#chain`. */
   #reconciles: Promise<void> = Promise.resolve();
   #pendingReconcile: Promise<void> | null = null;
+  /** The listing marker was written (or asked for) by this run: later reconciles need not write it again. */
+  #listedOnce = false;
+  /** The first reconcile after `start` (see `synced`). */
+  #firstReconcile: Promise<void> = Promise.resolve();
   #flushQueued = false;
   #ready = false;
   #stopped = false;
@@ -244,7 +248,9 @@ export class FolderSource implements Source {
       if (await this.#listedBefore(ctx)) {
         // A restart: the index serves what it has; the listing finds what changed while it was down.
         this.#ready = true;
-        this.reconcile().catch((err: unknown) => this.#log?.warn('folder reconcile failed', { source: this.id, error: describeError(err) }));
+        this.#listedOnce = true;
+        this.#firstReconcile = this.reconcile();
+        this.#firstReconcile.catch((err: unknown) => this.#log?.warn('folder reconcile failed', { source: this.id, error: describeError(err) }));
       } else {
         await this.reconcile();
         this.#ready = true;
@@ -278,6 +284,11 @@ export class FolderSource implements Source {
     this.#reconciles = run.catch(() => undefined);
     this.#pendingReconcile = run;
     return run;
+  }
+
+  /** Resolves once the first reconcile after `start` has been emitted (at once when `start` waited for it); a failed one counts as done. */
+  synced(): Promise<void> {
+    return this.#firstReconcile.catch(() => undefined);
   }
 
   /** How many directories are watched (one system watch each). */
@@ -489,8 +500,16 @@ export class FolderSource implements Source {
       this.#report('error', `folder cannot be listed: ${listing.rootError}`);
     } else {
       this.#report('idle');
-      // A later start may then serve at once and reconcile after (see `#listedBefore`).
-      await ctx.setCursor(JSON.stringify({ listed: this.#rootReal }));
+      // A later start may then serve at once and reconcile after (see `#listedBefore`), but only
+      // once the store holds what this listing found: a crash before that lists in full again.
+      if (!this.#listedOnce) {
+        this.#listedOnce = true;
+        const listed = JSON.stringify({ listed: this.#rootReal });
+        void ctx
+          .settled()
+          .then(() => (this.#stopped ? undefined : ctx.setCursor(listed)))
+          .catch((err: unknown) => this.#log?.warn('folder listing marker not written; the next start lists in full', { source: this.id, error: describeError(err) }));
+      }
     }
     ctx.logger.debug('folder reconciled', { source: this.id, files: seen.size, upserts, deletes, skipped: skipped.count, ms: Date.now() - started });
   }
