@@ -117,3 +117,13 @@ export function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
 }
+
+/** `100k`, `1m`, `2500` → a count. */
+export function parseScale(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)([km]?)$/i.exec(s.trim());
+  if (!m) throw new Error(`--scale takes a count such as 100k or 1m, got ${JSON.stringify(s)}`);
+  return Math.round(Number(m[1]) * ({ k: 1e3, m: 1e6 }[m[2]!.toLowerCase()] ?? 1));
+}
+
+/** 1000000 → `1m`, 100000 → `100k`. */
+export const scaleName = (n: number): string => (n % 1e6 === 0 ? `${n / 1e6}m` : n % 1e3 === 0 ? `${n / 1e3}k` : String(n));

@@ -8,7 +8,8 @@
  * - write → queryable over `--edits 200` edits (smallest corpus), restart-to-ready (largest);
  * - the side-by-side on SciFact itself (bench/peers.ts), as ratios against livedex.
  *
- * Writes `bench/results/<date>.json`, `<date>.md` and `<date>-latency.png`. `npm run bench [-- --full]`
+ * Writes `bench/results/<date>.json`, `<date>.md` and `<date>-latency.png`. `npm run bench [-- --full]`;
+ * `npm run bench -- --scale 100k|1m` runs bench/scale.ts instead.
  */
 import { cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
@@ -19,6 +20,12 @@ import { lineChartSvg, renderPng } from './chart.js';
 import { arg, DEFAULT_DATASET, distinctDocs, loadDataset, mean, ndcgAt, percentile, postJson } from './lib.js';
 import { runLangChain, runLlamaIndex, type PeerDoc, type PeerResult } from './peers.js';
 import { syntheticCorpus } from './synth.js';
+
+// `--scale 100k|1m`: the million-chunk goals and their limits (bench/scale.ts) instead of the size sweep.
+if (process.argv.includes('--scale')) {
+  await import('./scale.js');
+  process.exit(0);
+}
 
 const benchStarted = performance.now();
 const datasetDir = arg('dataset', DEFAULT_DATASET);

@@ -6,7 +6,7 @@
  * the benchmark reports the count the index actually holds).
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** mulberry32: a small, fast, seedable PRNG (32-bit state). */
@@ -122,4 +122,106 @@ export function syntheticMarkdown(bytes: number, seed = 3): string {
       out.push(paragraph);
     });
   return out.join('\n\n') + '\n';
+}
+
+/** What `chunkedCorpus` wrote: the folder of files and the chunk texts in a side file. */
+export interface ChunkedCorpus {
+  /** Files in `g<NN>/<bucket>/c<i>.txt`; file `i` lies in group `i % 100`, so one group holds 1 % of the files. */
+  folder: string;
+  /** Every chunk text as `u32 LE byte length` + UTF-8 bytes, in file order (read with `readChunkTexts`). */
+  chunksFile: string;
+  files: number;
+  chunks: number;
+}
+
+/** The 100 groups of a chunked corpus: `groupOf(i)` is the group of file `i`, a metadata filter keeping 1 %. */
+export const groupOf = (i: number): number => i % 100;
+
+/** The text of file `i` of a chunked corpus and its chunk texts (paragraphs of 900–1,300 characters, ~300 tokens, each one chunk at the default 400). */
+export function chunkedDocument(src: { titles: string[]; sentences: string[] }, i: number, chunksPerFile: number): { text: string; chunks: string[] } {
+  const rand = prng(0x5eed + i);
+  const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)]!;
+  const paragraphs: string[] = [];
+  for (let c = 0; c < chunksPerFile; c++) {
+    let p = '';
+    const target = 900 + Math.floor(rand() * 400);
+    while (p.length < target) {
+      const s = pick(src.sentences);
+      if (p.length + s.length > 1300 && p.length >= 900) break;
+      p = p ? `${p} ${s}` : s;
+    }
+    paragraphs.push(p);
+  }
+  const title = pick(src.titles);
+  return { text: `${title}\n\n${paragraphs.join('\n\n')}\n`, chunks: paragraphs.map((p, c) => (c === 0 ? `${title}\n\n${p}` : p)) };
+}
+
+/** The SciFact titles and sentences the synthetic documents are drawn from. */
+export const loadSciFactSource = loadSource;
+
+/**
+ * Writes `chunks` chunk texts in `chunks / chunksPerFile` files under `dir/chunked-<chunks>/docs`
+ * (once; a `complete` marker makes later runs reuse them): SciFact sentences in paragraphs the
+ * size of one default chunk, so the index holds about `chunks` chunks, the limits in bench/scale.ts
+ * index the same texts, and one file in a hundred lies in each group folder (a 1 % filter).
+ */
+export async function chunkedCorpus(sciFactFolder: string, dir: string, chunks: number, chunksPerFile = 5): Promise<ChunkedCorpus> {
+  const root = join(dir, `chunked-${chunks}`);
+  const folder = join(root, 'docs');
+  const chunksFile = join(root, 'chunks.bin');
+  const files = Math.ceil(chunks / chunksPerFile);
+  if (existsSync(join(root, 'complete'))) return { folder, chunksFile, files, chunks };
+  await rm(root, { recursive: true, force: true });
+  await mkdir(root, { recursive: true });
+  const src = await loadSource(sciFactFolder);
+  const out = await open(chunksFile, 'w');
+  let pending: Buffer[] = [];
+  let written = 0;
+  const made = new Set<string>();
+  for (let i = 0; i < files; i++) {
+    const { text, chunks: texts } = chunkedDocument(src, i, Math.min(chunksPerFile, chunks - i * chunksPerFile));
+    const sub = join(folder, `g${String(groupOf(i)).padStart(2, '0')}`, String(Math.floor(i / 100_000)).padStart(3, '0'));
+    if (!made.has(sub)) {
+      await mkdir(sub, { recursive: true });
+      made.add(sub);
+    }
+    await writeFile(join(sub, `c${i}.txt`), text);
+    for (const t of texts) {
+      const bytes = Buffer.from(t, 'utf8');
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(bytes.length);
+      pending.push(len, bytes);
+      written++;
+    }
+    if (pending.length > 20_000) {
+      await out.write(Buffer.concat(pending));
+      pending = [];
+    }
+  }
+  await out.write(Buffer.concat(pending));
+  await out.close();
+  await writeFile(join(root, 'complete'), String(written));
+  return { folder, chunksFile, files, chunks: written };
+}
+
+/** The chunk texts of a `chunksFile`, in order. */
+export async function* readChunkTexts(chunksFile: string): AsyncGenerator<string> {
+  const fh = await open(chunksFile, 'r');
+  try {
+    let rest: Buffer = Buffer.alloc(0);
+    for await (const piece of fh.createReadStream({ highWaterMark: 1 << 22 })) {
+      let buf: Buffer = rest.length ? Buffer.concat([rest, piece as Buffer]) : (piece as Buffer);
+      let at = 0;
+      while (at + 4 <= buf.length) {
+        const n = buf.readUInt32LE(at);
+        if (at + 4 + n > buf.length) break;
+        yield buf.toString('utf8', at + 4, at + 4 + n);
+        at += 4 + n;
+      }
+      rest = buf.subarray(at);
+      buf = rest;
+    }
+  } finally {
+    await fh.close();
+  }
 }
