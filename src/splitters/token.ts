@@ -460,7 +460,8 @@ export class TokenSplitter implements Splitter {
       }
       yield* this.#collect(text, spans, from, m.index, level + 1, budget, out);
       from = m.index + m[0].length;
-      if (m[0].length === 0) boundary.lastIndex++;
+      // Past a whole character: a /u regex put back inside a surrogate pair matches at its start again (after `。😀` it looped forever).
+      if (m[0].length === 0) boundary.lastIndex += isHighSurrogate(text.charCodeAt(m.index)) && isLowSurrogate(text.charCodeAt(m.index + 1)) ? 2 : 1;
     }
     yield* this.#collect(text, spans, from, end, level + 1, budget, out);
   }
@@ -646,6 +647,10 @@ function isSpace(c: number): boolean {
 
 function isHighSurrogate(c: number): boolean {
   return c >= 0xd800 && c <= 0xdbff;
+}
+
+function isLowSurrogate(c: number): boolean {
+  return c >= 0xdc00 && c <= 0xdfff;
 }
 
 /** Characters in all of `parts`: many small parts take as long to split as one big one. */
