@@ -1,7 +1,7 @@
 /** @module core/live-index — the live index: engine + vectors + catalog + pipeline + sources, behind `LiveIndexApi`. */
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { openEngine } from '../engine/index.js';
+import { engineTokenSplitting, openEngine } from '../engine/index.js';
 import type { DocumentRow, Engine, LegScore } from '../engine/types.js';
 import { closeEmbedder, type CallingEmbedder } from './calls.js';
 import { Catalog, type ChunkIdSet } from './catalog.js';
@@ -182,7 +182,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     const { config, registry, logger } = opts;
     const dataDir = resolve(config.data_dir);
     await mkdir(dataDir, { recursive: true });
-    const ctx: PluginContext = { logger, dataDir };
+    const ctx: PluginContext = { logger, dataDir, tokenSplitting: engineTokenSplitting() ?? undefined };
     const { language, stop_words: stopWords, ascii_folding: asciiFolding } = config.text_index;
     // Read before the engine opens: it rebuilds an index that is ahead of the store.
     const claims = opts.readOnly ? null : await inspectDataDir(dataDir);

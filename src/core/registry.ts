@@ -1,13 +1,15 @@
 /** @module core/registry — plugins by kind and name; core reaches plugins only through here. */
 import { z } from 'zod';
 import { LivedexError } from './errors.js';
-import type { ChatModel, Embedder, Logger, Parser, Source, Splitter, VectorIndex } from './types.js';
+import type { ChatModel, Embedder, Logger, Parser, Source, Splitter, TokenSplitting, VectorIndex } from './types.js';
 
 /** What every plugin factory receives. */
 export interface PluginContext {
   logger: Logger;
   /** The data directory (plugins that persist state keep it under here). */
   dataDir: string;
+  /** The engine's token splitting, when the engine has it (splitters fall back to their own). */
+  tokenSplitting?: TokenSplitting | undefined;
 }
 
 export interface VectorIndexContext extends PluginContext {

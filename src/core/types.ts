@@ -145,6 +145,18 @@ export interface ChunkDraft {
   metadata: Metadata;
 }
 
+/**
+ * Token splitting done in the engine: chunk boundaries of many texts in one asynchronous call,
+ * the same boundaries as the token splitter's own (cl100k, paragraphs, sentences, lines, words).
+ */
+export interface TokenSplitting {
+  /**
+   * Per text, in order: its chunk count, then each chunk's start and end offset (UTF-16 code
+   * units, `text.slice(start, end)`), packed in one array.
+   */
+  splitTokenChunks(texts: readonly string[], options: { maxTokens: number; minTokens: number; overlapTokens: number }): Promise<Uint32Array>;
+}
+
 export interface Splitter {
   readonly name: string;
   /** Chunks of `parts` in order; may be async (LangChain's splitters are). */

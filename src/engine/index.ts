@@ -13,7 +13,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { LivedexError } from '../core/errors.js';
-import type { DocumentStatus, Metadata } from '../core/types.js';
+import type { DocumentStatus, Metadata, TokenSplitting } from '../core/types.js';
 import type {
   ChunkMetaRow,
   ChunkRow,
@@ -175,6 +175,9 @@ interface NativeModule {
   openEngine(dir: string, readOnly: boolean, analyzer?: TextAnalyzer | null): Promise<NativeEngine>;
   textIndexSeq(dir: string): Promise<number | null>;
   fuseLegs(bm25Ids: number[], bm25Scores: number[], vectorIds: number[], vectorScores: number[], plan: FusionPlan): NativeFusedHit[];
+  /** Absent from addons built before the token splitter moved into the engine. */
+  splitTokenChunks?(texts: Buffer, lengths: Uint32Array, maxTokens: number, minTokens: number, overlapTokens: number): Promise<Uint32Array>;
+  countSplitTokens?(texts: Buffer, lengths: Uint32Array): Promise<Uint32Array>;
 }
 
 /**
@@ -592,4 +595,43 @@ export async function textIndexSeq(dir: string): Promise<number | null> {
 export async function openEngine(dir: string, opts: OpenOptions = {}): Promise<Engine> {
   const native = loadNative();
   return call('open', async () => new NativeBackedEngine(await native.openEngine(resolve(dir), opts.readOnly === true, opts.analyzer ?? null)));
+}
+
+// ───────────────────────────── token splitting ─────────────────────────────
+
+/** Texts as they cross N-API: one UTF-16 buffer (lone surrogates kept) and each text's length. */
+function packTexts(texts: readonly string[]): { buffer: Buffer; lengths: Uint32Array } {
+  const lengths = new Uint32Array(texts.length);
+  for (let i = 0; i < texts.length; i++) lengths[i] = texts[i]!.length;
+  return { buffer: Buffer.from(texts.join(''), 'utf16le'), lengths };
+}
+
+/**
+ * The engine's token splitter (the boundaries of `TokenSplitter`, computed on the thread pool),
+ * or null when the addon cannot be loaded or predates it.
+ */
+export function engineTokenSplitting(): TokenSplitting | null {
+  let native: NativeModule;
+  try {
+    native = loadNative();
+  } catch {
+    return null;
+  }
+  const split = native.splitTokenChunks;
+  if (typeof split !== 'function') return null;
+  return {
+    splitTokenChunks(texts, { maxTokens, minTokens, overlapTokens }) {
+      const { buffer, lengths } = packTexts(texts);
+      return call('splitTokenChunks', () => split.call(native, buffer, lengths, maxTokens, minTokens, overlapTokens));
+    },
+  };
+}
+
+/** cl100k tokens of each text, counted as the engine's token splitter counts them (null: no such engine). */
+export async function countSplitTokens(texts: readonly string[]): Promise<Uint32Array | null> {
+  const native = loadNative();
+  const count = native.countSplitTokens;
+  if (typeof count !== 'function') return null;
+  const { buffer, lengths } = packTexts(texts);
+  return call('countSplitTokens', () => count.call(native, buffer, lengths));
 }

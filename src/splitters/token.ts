@@ -3,7 +3,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Tiktoken } from 'js-tiktoken/lite';
 import { z } from 'zod';
 import { definePlugin } from '../core/registry.js';
-import type { ChunkDraft, Metadata, ParsedPart, Splitter } from '../core/types.js';
+import type { ChunkDraft, Metadata, ParsedPart, Splitter, TokenSplitting } from '../core/types.js';
 
 // ───────────────────────────── counting tokens ─────────────────────────────
 
@@ -18,6 +18,8 @@ const SLICE_MS = 8;
 const PIECES_PER_STEP = 256;
 /** Texts up to this long are counted in one step (well under a millisecond). */
 const STEP_CHARS = 4096;
+/** A group of documents sent to the engine in one call holds at most about this many characters. */
+const GROUP_CHARS = 4 * 1024 * 1024;
 
 /**
  * Counts cl100k tokens fast. tiktoken first cuts text into pieces with a regex (words with
@@ -310,18 +312,52 @@ export class TokenSplitter implements Splitter {
   readonly #counter: TokenCounter;
   readonly #opts: TokenSplitterOptions;
 
-  constructor(counter: TokenCounter, opts: TokenSplitterOptions) {
+  readonly #groups: SplitGroups | null;
+
+  /** With `engine`, `split` runs in the engine, documents split at the same time in one call. */
+  constructor(counter: TokenCounter, opts: TokenSplitterOptions, engine?: TokenSplitting | null) {
     // A chunk must hold any single character (up to 4 byte tokens) with room to spare.
     if (!(opts.maxTokens >= 8)) throw new RangeError('maxTokens must be at least 8');
     if (!(opts.overlapTokens >= 0 && opts.overlapTokens < opts.maxTokens)) throw new RangeError('overlapTokens must be at least 0 and smaller than maxTokens');
     this.#counter = counter;
     this.#opts = opts;
+    this.#groups = engine ? new SplitGroups(engine, opts) : null;
   }
 
-  /** Chunks of `parts`; a Promise when they are long enough to be split in slices that yield to the event loop. */
+  /** True when `split` runs in the engine. */
+  get native(): boolean {
+    return this.#groups !== null;
+  }
+
+  /** Chunks of `parts`; a Promise when they are split in the engine or long enough to be split in slices that yield to the event loop. */
   split(parts: ParsedPart[], documentMetadata: Metadata): ChunkDraft[] | Promise<ChunkDraft[]> {
+    if (this.#groups) return this.#splitInEngine(this.#groups, parts, documentMetadata);
+    return this.splitHere(parts, documentMetadata);
+  }
+
+  /** `split` in JavaScript, never in the engine (the reference the engine's boundaries are checked against). */
+  splitHere(parts: ParsedPart[], documentMetadata: Metadata): ChunkDraft[] | Promise<ChunkDraft[]> {
     const steps = this.#splitParts(parts, documentMetadata);
     return totalLength(parts) > SLICED_CHARS ? inSlices(steps) : drain(steps);
+  }
+
+  async #splitInEngine(groups: SplitGroups, parts: ParsedPart[], documentMetadata: Metadata): Promise<ChunkDraft[]> {
+    let bounds: Uint32Array[];
+    try {
+      bounds = await groups.split(parts.map((p) => p.text));
+    } catch {
+      // The engine refused this text (a pathological pattern): the same boundaries, here.
+      return this.splitHere(parts, documentMetadata);
+    }
+    const chunks: ChunkDraft[] = [];
+    for (let k = 0; k < parts.length; k++) {
+      const part = parts[k]!;
+      const b = bounds[k]!;
+      if (b.length === 0) continue;
+      const metadata = { ...documentMetadata, ...part.metadata };
+      for (let i = 0; i < b.length; i += 2) chunks.push({ text: part.text.slice(b[i]!, b[i + 1]!), metadata });
+    }
+    return chunks;
   }
 
   /** The chunk texts of one text, in order. */
@@ -424,7 +460,8 @@ export class TokenSplitter implements Splitter {
       }
       yield* this.#collect(text, spans, from, m.index, level + 1, budget, out);
       from = m.index + m[0].length;
-      if (m[0].length === 0) boundary.lastIndex++;
+      // Past a whole character: a /u regex put back inside a surrogate pair matches at its start again (after `。😀` it looped forever).
+      if (m[0].length === 0) boundary.lastIndex += isHighSurrogate(text.charCodeAt(m.index)) && isLowSurrogate(text.charCodeAt(m.index + 1)) ? 2 : 1;
     }
     yield* this.#collect(text, spans, from, end, level + 1, budget, out);
   }
@@ -531,6 +568,67 @@ export class TokenSplitter implements Splitter {
 }
 
 /**
+ * Gathers the texts of the documents split in one turn of the event loop and sends them to the
+ * engine in one call (a group stops at about 4 M characters): one N-API round trip for many
+ * small documents instead of one each.
+ */
+class SplitGroups {
+  readonly #engine: TokenSplitting;
+  readonly #opts: TokenSplitterOptions;
+  #texts: string[] = [];
+  #waiting: { from: number; to: number; resolve: (b: Uint32Array[]) => void; reject: (e: unknown) => void }[] = [];
+  #chars = 0;
+  #scheduled = false;
+
+  constructor(engine: TokenSplitting, opts: TokenSplitterOptions) {
+    this.#engine = engine;
+    this.#opts = opts;
+  }
+
+  /** Per text, its chunks' start and end offsets, packed (`[s0, e0, s1, e1, …]`). */
+  split(texts: string[]): Promise<Uint32Array[]> {
+    return new Promise((resolve, reject) => {
+      const from = this.#texts.length;
+      for (const t of texts) {
+        this.#texts.push(t);
+        this.#chars += t.length;
+      }
+      this.#waiting.push({ from, to: this.#texts.length, resolve, reject });
+      if (this.#chars >= GROUP_CHARS) this.#send();
+      else if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => this.#send());
+      }
+    });
+  }
+
+  #send(): void {
+    const texts = this.#texts;
+    const waiting = this.#waiting;
+    this.#texts = [];
+    this.#waiting = [];
+    this.#chars = 0;
+    this.#scheduled = false;
+    if (waiting.length === 0) return;
+    this.#engine.splitTokenChunks(texts, this.#opts).then(
+      (packed) => {
+        const perText: Uint32Array[] = [];
+        let at = 0;
+        for (let i = 0; i < texts.length; i++) {
+          const n = packed[at]!;
+          perText.push(packed.subarray(at + 1, at + 1 + 2 * n));
+          at += 1 + 2 * n;
+        }
+        for (const w of waiting) w.resolve(perText.slice(w.from, w.to));
+      },
+      (err: unknown) => {
+        for (const w of waiting) w.reject(err);
+      },
+    );
+  }
+}
+
+/**
  * True for two adjacent parts of one word cut by `#cutAtPieces`/`#cutAtChars`: each part was
  * made as long as the budget allows, so they never fit together — and spans inside a piece
  * cannot be estimated, so they must not be tried.
@@ -549,6 +647,10 @@ function isSpace(c: number): boolean {
 
 function isHighSurrogate(c: number): boolean {
   return c >= 0xd800 && c <= 0xdbff;
+}
+
+function isLowSurrogate(c: number): boolean {
+  return c >= 0xdc00 && c <= 0xdfff;
 }
 
 /** Characters in all of `parts`: many small parts take as long to split as one big one. */
@@ -616,5 +718,5 @@ export const tokenSplitter = definePlugin({
   name: 'token',
   description: 'Chunks of at most max_tokens cl100k tokens, cut between paragraphs, then sentences, lines, words; never across parts.',
   options: tokenSplitterOptions,
-  create: async (options) => new TokenSplitter(await loadTokenCounter(), resolveTokenSplitterOptions(options)),
+  create: async (options, ctx) => new TokenSplitter(await loadTokenCounter(), resolveTokenSplitterOptions(options), ctx.tokenSplitting),
 });

@@ -7,6 +7,7 @@ mod engine;
 mod error;
 mod housekeeping;
 mod retrieve;
+mod split;
 mod store;
 mod text;
 
