@@ -74,6 +74,7 @@ export const PipelineConfig = z.strictObject({
   commit_batch: z.number().int().min(1).default(256).describe('documents per store commit at most'),
   commit_max_chunks: z.number().int().min(1).default(4096).describe('chunks per store commit at most (a larger document commits alone)'),
   commit_max_bytes: z.number().int().min(1024).default(16 * 1024 * 1024).describe('bytes of chunk text per store commit at most (a larger document commits alone)'),
+  commit_max_ms: z.number().int().min(1).default(250).describe('a sync commit is sized by the recent commits\' pace to take about this long: the longest a live edit waits for the commit under way'),
   commit_delay_ms: z.number().int().min(0).default(250).describe('longest wait for a fuller commit while more documents are being processed; with nothing else under way a change is committed at once'),
   edit_queue_size: z.number().int().min(1).default(64).describe('live edits (watcher events, pushes) queued ahead of a sync backlog; more wait in the queue with the rest'),
   log_progress_s: z.number().min(0).default(10).describe('how often a sync backlog logs one progress line at info (its documents are logged one by one at debug); 0 = only when it ends'),

@@ -83,6 +83,17 @@ const RELEASE_MEMORY_DELAY_MS = 2000;
  * ingest time) until the pipeline is idle again. A smaller sync logs each at info.
  */
 const BULK_DOCUMENTS = 100;
+/** Chunks of the first sync commit, before any commit's pace is known. */
+const FIRST_SYNC_CHUNKS = 256;
+/** A sync commit takes at least this many chunks however slow commits are: a bulk load still moves. */
+const MIN_SYNC_CHUNKS = 32;
+/** How much one commit moves the pace (an exponential moving average). */
+const PACE_WEIGHT = 0.3;
+
+/** What an operation weighs in a commit's size: its chunks, and a delete or a mark counts as one. */
+function commitWeight(p: { chunks: number }): number {
+  return Math.max(1, p.chunks);
+}
 
 function changeKey(change: Change): string {
   return change.kind === 'upsert' ? change.doc.key : change.key;
@@ -138,6 +149,8 @@ export class Pipeline {
   #progress = { documents: 0, chunks: 0, deleted: 0, failed: 0, since: 0 };
   /** Set while a bulk sync runs (see `BULK_DOCUMENTS`). */
   #bulk = false;
+  /** Milliseconds a chunk of the recent sync commits took, their fixed cost included (null before the first). */
+  #msPerChunk: number | null = null;
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
@@ -479,15 +492,36 @@ export class Pipeline {
   }
 
   #batchFull(): boolean {
-    const { commit_batch, commit_max_chunks, commit_max_bytes } = this.#deps.config;
+    const { commit_batch, commit_max_bytes } = this.#deps.config;
     if (this.#buffer.length >= commit_batch) return true;
+    const maxChunks = this.#syncChunkBudget();
     let chunks = 0;
     let bytes = 0;
     for (const p of this.#buffer) {
-      chunks += p.chunks;
+      chunks += commitWeight(p);
       bytes += p.bytes;
     }
-    return chunks >= commit_max_chunks || bytes >= commit_max_bytes;
+    return chunks >= maxChunks || bytes >= commit_max_bytes;
+  }
+
+  /**
+   * Chunks a sync commit may take: `commit_max_chunks`, and no more than the recent commits'
+   * pace fits into `commit_max_ms` (an edit waits for the commit that runs when it arrives).
+   * The pace includes each commit's fixed cost, so the size settles where the fixed cost plus
+   * the chunks fill the target; under load commits shrink instead of growing long.
+   */
+  #syncChunkBudget(): number {
+    const { commit_max_chunks, commit_max_ms } = this.#deps.config;
+    if (this.#msPerChunk === null) return Math.min(commit_max_chunks, FIRST_SYNC_CHUNKS);
+    return Math.max(MIN_SYNC_CHUNKS, Math.min(commit_max_chunks, Math.floor(commit_max_ms / this.#msPerChunk)));
+  }
+
+  /** Folds a sync commit's time into the pace the next ones are sized by. */
+  #notePace(batch: PendingCommit[], ms: number): void {
+    let chunks = 0;
+    for (const p of batch) chunks += commitWeight(p);
+    const pace = ms / Math.max(1, chunks);
+    this.#msPerChunk = this.#msPerChunk === null ? pace : this.#msPerChunk + PACE_WEIGHT * (pace - this.#msPerChunk);
   }
 
   /** The next commit: the buffered live edits if any, else the sync operations, within the batch bounds. */
@@ -495,13 +529,15 @@ export class Pipeline {
     const { commit_batch, commit_max_chunks, commit_max_bytes } = this.#deps.config;
     const edits = this.#buffer.filter((p) => this.#liveKeys.has(p.op.key));
     const from = edits.length > 0 ? edits : this.#buffer;
+    const maxChunks = edits.length > 0 ? commit_max_chunks : this.#syncChunkBudget();
     const batch: PendingCommit[] = [];
     let chunks = 0;
     let bytes = 0;
     for (const p of from) {
-      if (batch.length > 0 && (batch.length >= commit_batch || chunks + p.chunks > commit_max_chunks || bytes + p.bytes > commit_max_bytes)) break;
+      const weight = commitWeight(p);
+      if (batch.length > 0 && (batch.length >= commit_batch || chunks + weight > maxChunks || bytes + p.bytes > commit_max_bytes)) break;
       batch.push(p);
-      chunks += p.chunks;
+      chunks += weight;
       bytes += p.bytes;
     }
     const taken = new Set(batch);
@@ -522,8 +558,10 @@ export class Pipeline {
     const quiet = !live && this.#bulk;
     if (live) this.counters.editCommits++;
     else this.counters.syncCommits++;
+    const started = performance.now();
     this.#flushing = this.#commitBatch(batch, quiet).finally(() => {
       this.#flushing = null;
+      if (!live) this.#notePace(batch, performance.now() - started);
       this.#scheduleCommit();
       this.#checkIdle();
     });
