@@ -69,8 +69,15 @@ export const PipelineConfig = z.strictObject({
   // 32 MB of prose at 400 tokens a chunk is about 40,000 chunks; 100,000 leaves room for smaller
   // chunks and wide tables, and bounds one document's vectors and catalog entries (~3 KB a chunk).
   max_chunks_per_document: z.number().int().min(1).default(100_000).describe('a document split into more chunks is marked failed'),
-  commit_batch: z.number().int().min(1).default(128).describe('documents per store commit at most'),
-  commit_delay_ms: z.number().int().min(0).default(15).describe('wait for more work before committing'),
+  // A commit costs a few fsyncs and a text-index commit whatever its size: a bulk load commits in
+  // full batches, bounded so that a live edit waits at most one batch's commit behind it.
+  commit_batch: z.number().int().min(1).default(256).describe('documents per store commit at most'),
+  commit_max_chunks: z.number().int().min(1).default(4096).describe('chunks per store commit at most (a larger document commits alone)'),
+  commit_max_bytes: z.number().int().min(1024).default(16 * 1024 * 1024).describe('bytes of chunk text per store commit at most (a larger document commits alone)'),
+  commit_max_ms: z.number().int().min(1).default(250).describe('a sync commit is sized by the recent commits\' pace to take about this long: the longest a live edit waits for the commit under way'),
+  commit_delay_ms: z.number().int().min(0).default(250).describe('longest wait for a fuller commit while more documents are being processed; with nothing else under way a change is committed at once'),
+  edit_queue_size: z.number().int().min(1).default(64).describe('live edits (watcher events, pushes) queued ahead of a sync backlog; more wait in the queue with the rest'),
+  log_progress_s: z.number().min(0).default(10).describe('how often a sync backlog logs one progress line at info (its documents are logged one by one at debug); 0 = only when it ends'),
   embed_batch: z.number().int().min(1).default(64).describe('texts per embedder call'),
   snapshot_interval_s: z.number().min(0).default(30).describe('how often the vector index is snapshotted'),
   retry_base_ms: z.number().int().min(1).default(30_000).describe('first wait before a document held back by an unreachable model is tried again'),

@@ -1,4 +1,4 @@
-/** @module core/pipeline — change → parse → split → diff → embed → commit, with a bounded, coalescing queue. */
+/** @module core/pipeline — change → parse → split → diff → embed → commit, with a bounded, coalescing queue and a lane for live edits. */
 import { setMaxListeners } from 'node:events';
 import { extname } from 'node:path';
 import type { CommitResult, DocumentOp, Engine } from '../engine/types.js';
@@ -41,6 +41,10 @@ export interface PipelineCounters {
   committed: number;
   failed: number;
   deleted: number;
+  /** Store commits of live edits (each committed at once, ahead of a sync backlog). */
+  editCommits: number;
+  /** Store commits of everything else (listings, reconciles: grouped in batches). */
+  syncCommits: number;
 }
 
 /** Vectors of committed chunks still to go into a vector index (after the switch, in slices). */
@@ -62,6 +66,9 @@ interface PendingCommit {
   redo: (() => void) | null;
   /** When the change behind this operation was first seen (ms), for the ingest latency. */
   seenAt: number | null;
+  /** Chunks and bytes of chunk text it writes (the bounds of a commit). */
+  chunks: number;
+  bytes: number;
   resolve(): void;
   reject(err: unknown): void;
 }
@@ -70,6 +77,23 @@ interface PendingCommit {
 const RELEASE_MEMORY_AFTER_CHUNKS = 2000;
 /** Wait before giving it back: the last steps' garbage is collected meanwhile. */
 const RELEASE_MEMORY_DELAY_MS = 2000;
+/**
+ * Documents queued behind a sync commit from which on the sync is a bulk one: its documents are
+ * logged at debug with a progress line at info (a line per document was a quarter of the
+ * ingest time) until the pipeline is idle again. A smaller sync logs each at info.
+ */
+const BULK_DOCUMENTS = 100;
+/** Chunks of the first sync commit, before any commit's pace is known. */
+const FIRST_SYNC_CHUNKS = 256;
+/** A sync commit takes at least this many chunks however slow commits are: a bulk load still moves. */
+const MIN_SYNC_CHUNKS = 32;
+/** How much one commit moves the pace (an exponential moving average). */
+const PACE_WEIGHT = 0.3;
+
+/** What an operation weighs in a commit's size: its chunks, and a delete or a mark counts as one. */
+function commitWeight(p: { chunks: number }): number {
+  return Math.max(1, p.chunks);
+}
 
 function changeKey(change: Change): string {
   return change.kind === 'upsert' ? change.doc.key : change.key;
@@ -81,7 +105,7 @@ function isMissingFile(err: unknown): boolean {
 }
 
 export class Pipeline {
-  readonly counters: PipelineCounters = { parsed: 0, embedded: 0, embeddingsReused: 0, committed: 0, failed: 0, deleted: 0 };
+  readonly counters: PipelineCounters = { parsed: 0, embedded: 0, embeddingsReused: 0, committed: 0, failed: 0, deleted: 0, editCommits: 0, syncCommits: 0 };
   /** The last change-log sequence committed by this pipeline. */
   lastSeq = 0;
   /** Set when a commit changed the vector index since the last snapshot. */
@@ -92,7 +116,11 @@ export class Pipeline {
   #deps: PipelineDeps;
   // Latest change per key, in arrival order; a newer change for a queued key replaces it.
   readonly #queue = new Map<string, Change>();
+  /** Live edits, taken before `#queue`; a key is in one of the two at most. */
+  readonly #edits = new Map<string, Change>();
   readonly #inFlight = new Map<string, Change>();
+  /** Keys in flight whose latest change is a live edit: their commit does not wait for a batch. */
+  readonly #liveKeys = new Set<string>();
   #working = 0;
   readonly #spaceWaiters: Array<() => void> = [];
   readonly #idleWaiters: Array<() => void> = [];
@@ -117,6 +145,12 @@ export class Pipeline {
   /** The seen time of the change in flight for each key (keys in flight are unique). */
   readonly #inFlightSeenAt = new Map<string, number>();
   #releaseTimer: NodeJS.Timeout | null = null;
+  /** What quiet (debug-logged) sync commits settled since the last progress line. */
+  #progress = { documents: 0, chunks: 0, deleted: 0, failed: 0, since: 0 };
+  /** Set while a bulk sync runs (see `BULK_DOCUMENTS`). */
+  #bulk = false;
+  /** Milliseconds a chunk of the recent sync commits took, their fixed cost included (null before the first). */
+  #msPerChunk: number | null = null;
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
@@ -141,9 +175,9 @@ export class Pipeline {
     return () => void this.#settleListeners.delete(listener);
   }
 
-  /** Changes waiting or being processed. */
+  /** Changes waiting to be processed. */
   get depth(): number {
-    return this.#queue.size;
+    return this.#queue.size + this.#edits.size;
   }
 
   get inFlight(): number {
@@ -163,23 +197,33 @@ export class Pipeline {
   /** Source documents seen but not yet committed (for `INGESTED` listings). */
   pendingDocuments(): SourceDocument[] {
     const docs: SourceDocument[] = [];
-    for (const c of [...this.#inFlight.values(), ...this.#queue.values()]) if (c.kind === 'upsert') docs.push(c.doc);
+    for (const c of [...this.#inFlight.values(), ...this.#edits.values(), ...this.#queue.values()]) if (c.kind === 'upsert') docs.push(c.doc);
     return docs;
   }
 
-  /** Queues changes; waits while the queue is full (back-pressure on the sources). */
+  /**
+   * Queues changes; waits while the queue is full (back-pressure on the sources). A live edit
+   * goes to the edit lane, which holds `edit_queue_size` changes and never waits behind a sync
+   * backlog; past that, edits queue with the rest.
+   */
   async enqueue(changes: Change[]): Promise<void> {
     for (const change of changes) {
       if (this.#closed) return;
       const key = changeKey(change);
-      while (this.#queue.size >= this.#deps.config.queue_size && !this.#queue.has(key) && !this.#closed) {
+      // A key already in the edit lane stays there: its latest version is still the edit's.
+      const lane = this.#edits.has(key) || (change.live === true && this.#edits.size < this.#deps.config.edit_queue_size) ? this.#edits : this.#queue;
+      while (lane === this.#queue && this.#queue.size >= this.#deps.config.queue_size && !this.#queue.has(key) && !this.#closed) {
         this.#pump();
         await new Promise<void>((resolve) => this.#spaceWaiters.push(resolve));
       }
-      const replaced = this.#queue.get(key);
+      if (this.#closed) return;
+      const replaced = this.#edits.get(key) ?? this.#queue.get(key);
       if (!this.#seenAt.has(change)) this.#seenAt.set(change, (replaced && this.#seenAt.get(replaced)) || Date.now());
       this.#queue.delete(key);
-      this.#queue.set(key, change);
+      this.#edits.delete(key);
+      lane.set(key, change);
+      // The version in flight is overtaken by an edit: its commit need not wait for a batch either.
+      if (lane === this.#edits && this.#inFlight.has(key)) this.#liveKeys.add(key);
     }
     this.#pump();
   }
@@ -194,6 +238,7 @@ export class Pipeline {
   async close(): Promise<void> {
     this.#closed = true;
     this.#queue.clear();
+    this.#edits.clear();
     this.#abort.abort();
     for (const r of this.#retries.values()) if (r.timer) clearTimeout(r.timer);
     this.#retries.clear();
@@ -211,29 +256,38 @@ export class Pipeline {
   }
 
   #isIdle(): boolean {
-    return this.#queue.size === 0 && this.#inFlight.size === 0 && this.#buffer.length === 0 && this.#held.length === 0 && !this.#flushing;
+    return this.depth === 0 && this.#inFlight.size === 0 && this.#buffer.length === 0 && this.#held.length === 0 && !this.#flushing;
   }
 
   #checkIdle(): void {
     if (!this.#isIdle()) return;
+    this.#logProgress();
+    this.#bulk = false;
     for (const w of this.#idleWaiters.splice(0)) w();
+  }
+
+  /** More documents are being processed or could start: a commit now would be a small one. */
+  #backlog(): boolean {
+    return this.#working > 0 || this.#nextOf(this.#edits) !== undefined || this.#nextOf(this.#queue) !== undefined;
   }
 
   #pump(): void {
     const { concurrency, commit_batch } = this.#deps.config;
     // `#working` bounds CPU work (parse, split, embed); a document waiting for its commit only
     // holds its key, so commits fill up to `commit_batch` while the next documents are parsed.
-    while (this.#working < concurrency && this.#inFlight.size < concurrency + 2 * commit_batch && !this.#closed) {
-      let next: [string, Change] | undefined;
-      for (const entry of this.#queue) {
-        if (!this.#inFlight.has(entry[0])) {
-          next = entry;
-          break;
-        }
-      }
-      if (!next) break;
+    // Edits go first, and have one more slot: they need not wait for a sync document to finish.
+    while (!this.#closed) {
+      const lane = this.#working < concurrency + 1 && this.#nextOf(this.#edits)
+        ? this.#edits
+        : this.#working < concurrency && this.#inFlight.size < concurrency + 2 * commit_batch
+          ? this.#queue
+          : null;
+      const next = lane && this.#nextOf(lane);
+      if (!lane || !next) break;
       const [key, change] = next;
-      this.#queue.delete(key);
+      lane.delete(key);
+      if (lane === this.#edits) this.#liveKeys.add(key);
+      else this.#liveKeys.delete(key);
       this.#inFlight.set(key, change);
       this.#inFlightSeenAt.set(key, this.#seenAt.get(change) ?? Date.now());
       this.#working++;
@@ -244,6 +298,8 @@ export class Pipeline {
         released = true;
         this.#working--;
         this.#pump();
+        // The last document under way decides whether the buffered ones wait for more.
+        this.#scheduleCommit();
       };
       void this.#process(change, release)
         .catch((err) => this.#deps.logger.error('pipeline error', { key, error: describeError(err) }))
@@ -251,11 +307,19 @@ export class Pipeline {
           release();
           this.#inFlight.delete(key);
           this.#inFlightSeenAt.delete(key);
+          // An edit that arrived meanwhile is queued again and marks the key anew.
+          if (!this.#edits.has(key)) this.#liveKeys.delete(key);
           this.#pump();
           this.#checkIdle();
         });
     }
     this.#checkIdle();
+  }
+
+  /** The first change of `lane` whose key is not in flight. */
+  #nextOf(lane: Map<string, Change>): [string, Change] | undefined {
+    for (const entry of lane) if (!this.#inFlight.has(entry[0])) return entry;
+    return undefined;
   }
 
   /** Processes one change; calls `release` once its CPU work is done and only the commit is awaited. */
@@ -402,14 +466,86 @@ export class Pipeline {
     model: { modelKey: string; redo: () => void } | null = null,
   ): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.#buffer.push({ op, vectors, modelKey: model?.modelKey ?? null, redo: model?.redo ?? null, seenAt: this.#inFlightSeenAt.get(op.key) ?? null, resolve, reject });
+      let bytes = 0;
+      if (op.op === 'upsert') for (const c of op.chunks) bytes += Buffer.byteLength(c.text, 'utf8');
+      const chunks = op.op === 'upsert' ? op.chunks.length : 0;
+      this.#buffer.push({ op, vectors, modelKey: model?.modelKey ?? null, redo: model?.redo ?? null, seenAt: this.#inFlightSeenAt.get(op.key) ?? null, chunks, bytes, resolve, reject });
+      // Releasing starts the next document (and says whether more are under way) before the
+      // commit is scheduled.
       release();
-      if (this.#buffer.length >= this.#deps.config.commit_batch) void this.#flush();
-      else this.#flushTimer ??= setTimeout(() => void this.#flush(), this.#deps.config.commit_delay_ms);
+      this.#scheduleCommit();
     });
   }
 
-  /** Commits buffered operations, one batch at a time. */
+  /**
+   * Group commit: a live edit, a full batch, or a buffer with nothing else under way commits
+   * now; otherwise the buffer waits up to `commit_delay_ms` to fill. One commit runs at a
+   * time; what buffers meanwhile is looked at again when it ends.
+   */
+  #scheduleCommit(): void {
+    if (this.#flushing || this.#buffer.length === 0) return;
+    if (this.#buffer.some((p) => this.#liveKeys.has(p.op.key)) || this.#batchFull() || !this.#backlog() || this.#closed) {
+      void this.#flush();
+      return;
+    }
+    this.#flushTimer ??= setTimeout(() => void this.#flush(), this.#deps.config.commit_delay_ms);
+  }
+
+  #batchFull(): boolean {
+    const { commit_batch, commit_max_bytes } = this.#deps.config;
+    if (this.#buffer.length >= commit_batch) return true;
+    const maxChunks = this.#syncChunkBudget();
+    let chunks = 0;
+    let bytes = 0;
+    for (const p of this.#buffer) {
+      chunks += commitWeight(p);
+      bytes += p.bytes;
+    }
+    return chunks >= maxChunks || bytes >= commit_max_bytes;
+  }
+
+  /**
+   * Chunks a sync commit may take: `commit_max_chunks`, and no more than the recent commits'
+   * pace fits into `commit_max_ms` (an edit waits for the commit that runs when it arrives).
+   * The pace includes each commit's fixed cost, so the size settles where the fixed cost plus
+   * the chunks fill the target; under load commits shrink instead of growing long.
+   */
+  #syncChunkBudget(): number {
+    const { commit_max_chunks, commit_max_ms } = this.#deps.config;
+    if (this.#msPerChunk === null) return Math.min(commit_max_chunks, FIRST_SYNC_CHUNKS);
+    return Math.max(MIN_SYNC_CHUNKS, Math.min(commit_max_chunks, Math.floor(commit_max_ms / this.#msPerChunk)));
+  }
+
+  /** Folds a sync commit's time into the pace the next ones are sized by. */
+  #notePace(batch: PendingCommit[], ms: number): void {
+    let chunks = 0;
+    for (const p of batch) chunks += commitWeight(p);
+    const pace = ms / Math.max(1, chunks);
+    this.#msPerChunk = this.#msPerChunk === null ? pace : this.#msPerChunk + PACE_WEIGHT * (pace - this.#msPerChunk);
+  }
+
+  /** The next commit: the buffered live edits if any, else the sync operations, within the batch bounds. */
+  #takeBatch(): { batch: PendingCommit[]; live: boolean } {
+    const { commit_batch, commit_max_chunks, commit_max_bytes } = this.#deps.config;
+    const edits = this.#buffer.filter((p) => this.#liveKeys.has(p.op.key));
+    const from = edits.length > 0 ? edits : this.#buffer;
+    const maxChunks = edits.length > 0 ? commit_max_chunks : this.#syncChunkBudget();
+    const batch: PendingCommit[] = [];
+    let chunks = 0;
+    let bytes = 0;
+    for (const p of from) {
+      const weight = commitWeight(p);
+      if (batch.length > 0 && (batch.length >= commit_batch || chunks + weight > maxChunks || bytes + p.bytes > commit_max_bytes)) break;
+      batch.push(p);
+      chunks += weight;
+      bytes += p.bytes;
+    }
+    const taken = new Set(batch);
+    this.#buffer = this.#buffer.filter((p) => !taken.has(p));
+    return { batch, live: edits.length > 0 };
+  }
+
+  /** Commits the next batch of buffered operations (after the one running, if any). */
   async #flush(): Promise<void> {
     if (this.#flushTimer) {
       clearTimeout(this.#flushTimer);
@@ -417,16 +553,22 @@ export class Pipeline {
     }
     while (this.#flushing) await this.#flushing;
     if (this.#buffer.length === 0) return;
-    const batch = this.#buffer.splice(0, this.#deps.config.commit_batch);
-    this.#flushing = this.#commitBatch(batch).finally(() => {
+    const { batch, live } = this.#takeBatch();
+    if (!live && batch.length + this.#buffer.length + this.depth >= BULK_DOCUMENTS) this.#bulk = true;
+    const quiet = !live && this.#bulk;
+    if (live) this.counters.editCommits++;
+    else this.counters.syncCommits++;
+    const started = performance.now();
+    this.#flushing = this.#commitBatch(batch, quiet).finally(() => {
       this.#flushing = null;
-      if (this.#buffer.length > 0) void this.#flush();
+      if (!live) this.#notePace(batch, performance.now() - started);
+      this.#scheduleCommit();
       this.#checkIdle();
     });
     await this.#flushing;
   }
 
-  async #commitBatch(batch: PendingCommit[]): Promise<void> {
+  async #commitBatch(batch: PendingCommit[], quiet = false): Promise<void> {
     const { engine, lock, logger } = this.#deps;
     let committed: PendingCommit[] = [];
     let backlog: VectorBacklog[] = [];
@@ -462,7 +604,7 @@ export class Pipeline {
       committed = fresh;
       this.#releaseMemoryAfter(result);
       this.#emitChange(result.seq, committed);
-      this.#emitSettled(committed);
+      this.#emitSettled(committed, quiet);
       this.#storageRecovered();
       if (result.textIndexError) {
         // The store commit is durable; the text index replays it on the next commit or open.
@@ -481,7 +623,7 @@ export class Pipeline {
       if (/has no embedding and none is cached/.test(describeError(err)) && withCachedVectors(batch)) {
         // The store pruned a cache entry between this batch's lookup and its commit (nothing
         // was committed): send the vectors the lookup gave, which puts the entries back.
-        await this.#commitBatch(batch);
+        await this.#commitBatch(batch, quiet);
         return;
       }
       if (batch.length === 1) {
@@ -490,7 +632,7 @@ export class Pipeline {
       }
       // One bad operation must not hold back the others: retry each on its own.
       logger.warn('batch commit failed, retrying one by one', { size: batch.length, error: describeError(err) });
-      for (const p of batch) await this.#commitBatch([p]);
+      for (const p of batch) await this.#commitBatch([p], quiet);
     }
   }
 
@@ -559,9 +701,14 @@ export class Pipeline {
     }
   }
 
-  /** Tells each committed document's new state: one log line per state change, and the settle listeners. */
-  #emitSettled(committed: PendingCommit[]): void {
+  /**
+   * Tells each committed document's new state: one log line per state change (at debug when
+   * `quiet`, counted in the next progress line), and the settle listeners.
+   */
+  #emitSettled(committed: PendingCommit[], quiet: boolean): void {
     const settledAt = Date.now();
+    const { logger } = this.#deps;
+    const log = (msg: string, fields: Record<string, unknown>) => (quiet ? logger.debug(msg, fields) : logger.info(msg, fields));
     for (const { op, seenAt } of committed) {
       const event: DocumentSettled =
         op.op === 'delete'
@@ -570,8 +717,9 @@ export class Pipeline {
             ? { key: op.key, state: 'indexed', error: null, chunks: op.chunks.length, seenAt, settledAt }
             : { key: op.key, state: op.status === 'failed' ? 'failed' : 'pending', error: op.error ?? null, chunks: 0, seenAt, settledAt };
       // Failed and held-back documents are logged (as warnings, with the reason) where that is decided.
-      if (event.state === 'indexed') this.#deps.logger.info('document indexed', { key: event.key, chunks: event.chunks, ...(seenAt ? { lag_ms: settledAt - seenAt } : {}) });
-      else if (event.state === 'deleted') this.#deps.logger.info('document deleted', { key: event.key });
+      if (event.state === 'indexed') log('document indexed', { key: event.key, chunks: event.chunks, ...(seenAt ? { lag_ms: settledAt - seenAt } : {}) });
+      else if (event.state === 'deleted') log('document deleted', { key: event.key });
+      if (quiet) this.#countProgress(event);
       for (const listener of this.#settleListeners) {
         try {
           listener(event);
@@ -580,6 +728,36 @@ export class Pipeline {
         }
       }
     }
+  }
+
+  #countProgress(event: DocumentSettled): void {
+    const p = this.#progress;
+    if (p.documents + p.deleted + p.failed === 0) p.since = event.settledAt;
+    if (event.state === 'indexed') {
+      p.documents++;
+      p.chunks += event.chunks;
+    } else if (event.state === 'deleted') p.deleted++;
+    else p.failed++;
+    const every = this.#deps.config.log_progress_s * 1000;
+    if (every > 0 && event.settledAt - p.since >= every) this.#logProgress();
+  }
+
+  /** One info line for the documents a sync backlog committed quietly since the last one. */
+  #logProgress(): void {
+    const p = this.#progress;
+    if (p.documents + p.deleted + p.failed === 0) return;
+    const seconds = Math.max(0.001, (Date.now() - p.since) / 1000);
+    this.#deps.logger.info('ingest progress', {
+      documents: p.documents,
+      chunks: p.chunks,
+      deleted: p.deleted,
+      not_indexed: p.failed,
+      seconds: Math.round(seconds * 10) / 10,
+      documents_per_s: Math.round(p.documents / seconds),
+      chunks_per_s: Math.round(p.chunks / seconds),
+      queued: this.depth,
+    });
+    this.#progress = { documents: 0, chunks: 0, deleted: 0, failed: 0, since: 0 };
   }
 
   /**

@@ -33,10 +33,14 @@ export interface SourceDocument {
   read(signal?: AbortSignal): Promise<Uint8Array>;
 }
 
-/** One thing that happened at a source. */
+/**
+ * One thing that happened at a source. `live`: someone just made this change (a watcher event,
+ * a push); it goes ahead of a sync backlog and is committed at once. Absent for what a listing,
+ * a reconcile or a catch-up finds: committed in full batches.
+ */
 export type Change =
-  | { kind: 'upsert'; doc: SourceDocument }
-  | { kind: 'delete'; key: string };
+  | { kind: 'upsert'; doc: SourceDocument; live?: boolean }
+  | { kind: 'delete'; key: string; live?: boolean };
 
 /** What the pipeline gives a source. */
 export interface SourceContext {

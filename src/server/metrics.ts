@@ -100,6 +100,12 @@ export function createMetrics(index: LiveIndexApi): AppMetrics {
     pipe('livedex_documents_parsed_total', 'Documents read and parsed.', (s) => s.pipeline.parsed);
     pipe('livedex_chunks_embedded_total', 'Chunk texts sent to the embedding model (not found in the store).', (s) => s.pipeline.embedded);
     pipe('livedex_embeddings_reused_total', 'Chunk texts whose embedding came from the store (chunk diff hits).', (s) => s.pipeline.embeddingsReused);
+    mirrored(registry, 'livedex_commits_total', 'Store commits, by lane: edit (live edits, each committed at once) or sync (listings and reconciles, in batches).', ['lane'] as const, (set) => {
+      const s = readSnapshot();
+      if (!s) return;
+      set({ lane: 'edit' }, s.pipeline.editCommits);
+      set({ lane: 'sync' }, s.pipeline.syncCommits);
+    });
 
     mirrored(registry, 'livedex_store_pruned_total', 'Rows the store pruner removed: embeddings no chunk used past their grace period, change-log entries every index had applied.', ['kind'] as const, (set) => {
       const h = readSnapshot()?.housekeeping;

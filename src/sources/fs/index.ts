@@ -177,10 +177,15 @@ export class FolderSource implements Source {
   #seeded = false;
   /** Keys the watcher emitted while a reconcile walked: newer than what the walk saw, so the walk leaves them alone. */
   #emittedMeanwhile: Set<string> | null = null;
-  /** Serializes emits (of reconciles and watcher flushes) so that they never interleave. */
+  /** Serializes the emits of reconciles so that they never interleave (watcher flushes have `#flushChain`). */
   #chain: Promise<void> = Promise.resolve();
   /** Serializes reconciles; their walks run beside watcher flushes, only their emits queue on `#chain`. */
   #reconciles: Promise<void> = Promise.resolve();
+  /**
+   * Watcher changes are emitted on their own chain: a reconcile's emit waiting on a full
+   * pipeline queue must not hold a live edit back (the pipeline takes edits ahead of a backlog).
+   */
+  #flushChain: Promise<void> = Promise.resolve();
   #pendingReconcile: Promise<void> | null = null;
   /** The listing marker was written (or asked for) by this run: later reconciles need not write it again. */
   #listedOnce = false;
@@ -320,7 +325,7 @@ export class FolderSource implements Source {
     this.#rescans.clear();
     this.#nameChecks.clear();
     this.#closeWatcher();
-    await Promise.all([this.#chain, this.#reconciles]);
+    await Promise.all([this.#chain, this.#reconciles, this.#flushChain]);
   }
 
   // ───────────── the folder itself ─────────────
@@ -429,6 +434,8 @@ export class FolderSource implements Source {
         // The store is the truth after a restart; afterwards this source's own record of what it emitted is.
         for (const [key, version] of await ctx.knownVersions()) if (this.owns(key) && !emittedMeanwhile.has(key)) this.#known.set(key, version);
         this.#seeded = true;
+        // Watcher changes can be compared with what is known from now on, while the walk goes on.
+        if (this.#dirty.size > 0) this.#queueFlush();
       }
       await this.#listAndEmit(ctx, started);
     } finally {
@@ -886,12 +893,13 @@ export class FolderSource implements Source {
   }
 
   #queueFlush(): void {
-    if (!this.#ready || this.#flushQueued || this.#stopped) return;
+    if (!this.#seeded || this.#flushQueued || this.#stopped) return;
     this.#flushQueued = true;
-    this.#enqueue(async () => {
+    const run = this.#flushChain.then(async () => {
       this.#flushQueued = false;
-      await this.#flush();
-    }).catch((err: unknown) => this.#log?.warn('folder change delivery failed', { source: this.id, error: describeError(err) }));
+      if (!this.#stopped) await this.#flush();
+    });
+    this.#flushChain = run.catch((err: unknown) => this.#log?.warn('folder change delivery failed', { source: this.id, error: describeError(err) }));
   }
 
   /** What a path the watcher named is now, looked at on disk: a file of ours, a directory, or neither. */
@@ -926,9 +934,9 @@ export class FolderSource implements Source {
         }
         this.#clearSkip(key);
         if (st !== 'gone' && st !== 'dir') {
-          if (this.#known.get(key) !== versionOf(st)) changes.push({ kind: 'upsert', doc: this.#document(key, { abs, stats: st }) });
+          if (this.#known.get(key) !== versionOf(st)) changes.push({ kind: 'upsert', doc: this.#document(key, { abs, stats: st }), live: true });
         } else if (this.#known.has(key)) {
-          changes.push({ kind: 'delete', key });
+          changes.push({ kind: 'delete', key, live: true });
         }
       });
       this.#touchKnownUnder(vanished);

@@ -153,7 +153,7 @@ export class PushSource implements Source, PushTarget {
       await writeDurably(join(this.#dir, entry.file), doc.bytes);
       await writeDurably(join(this.#dir, `${id}.json`), JSON.stringify(entry));
       if (previous && previous.file !== entry.file) await rm(join(this.#dir, previous.file), { force: true });
-      await ctx.emit([{ kind: 'upsert', doc: this.#document(entry) }]);
+      await ctx.emit([{ kind: 'upsert', doc: this.#document(entry), live: true }]);
       return { key, version, created: previous === null };
     });
   }
@@ -169,7 +169,7 @@ export class PushSource implements Source, PushTarget {
       // The entry goes first: without it the bytes are garbage, never a document.
       await rm(entryPath, { force: true });
       await rm(join(this.#dir, entry.file), { force: true });
-      await ctx.emit([{ kind: 'delete', key: full }]);
+      await ctx.emit([{ kind: 'delete', key: full, live: true }]);
       return true;
     });
   }
