@@ -48,6 +48,8 @@ async function snapshotOf(folder: string, dataDir: string, expectedDocs: number)
   const index = await LiveIndex.open({ config, registry: builtinRegistry(), logger: silentLogger });
   try {
     await index.start();
+    // A restart serves before its listing ends; compare only once the folder is caught up.
+    await index.synced();
     const chunks: string[] = [];
     const ids: number[] = [];
     for (let after = 0; ; ) {
