@@ -141,7 +141,8 @@ describe('edits of existing files during a bulk first sync of 10,000 files', () 
     await waitFor(async () => ((await get<Status>(server.url, '/v1/status')).body.documents.indexed >= 200 ? true : null), 120_000, 10);
     // A note the sync already committed, and one of a directory none of whose notes is queryable yet.
     const first = (await retrieve(server.url, { query: 'bulk', k: 1, mode: 'bm25' }))[0];
-    const passed = Number(/n(\d+)\.txt$/.exec(String(first?.metadata.path))?.[1]) + 100 * Number(/d(\d+)\//.exec(String(first?.metadata.path))?.[1]);
+    const at = /\/d(\d+)\/n(\d+)\.txt$/.exec(String(first?.metadata.path));
+    const passed = 100 * Number(at?.[1]) + Number(at?.[2]);
     let ahead = -1;
     for (let d = FILES / 100 - 1; d >= 0 && ahead < 0; d--) {
       const hits = await retrieve(server.url, { query: `item${d * 100} item${d * 100 + 50} item${d * 100 + 99}`, k: 3, mode: 'bm25' });
