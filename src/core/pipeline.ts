@@ -210,7 +210,9 @@ export class Pipeline {
     for (const change of changes) {
       if (this.#closed) return;
       const key = changeKey(change);
-      // A key already in the edit lane stays there: its latest version is still the edit's.
+      // A listed version of a key whose live edit is queued or under way is older than the
+      // edit (the watcher looks at the disk when it emits): it must not replace it nor follow it.
+      if (change.live !== true && (this.#edits.has(key) || this.#liveKeys.has(key))) continue;
       const lane = this.#edits.has(key) || (change.live === true && this.#edits.size < this.#deps.config.edit_queue_size) ? this.#edits : this.#queue;
       while (lane === this.#queue && this.#queue.size >= this.#deps.config.queue_size && !this.#queue.has(key) && !this.#closed) {
         this.#pump();

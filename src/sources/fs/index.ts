@@ -461,7 +461,7 @@ export class FolderSource implements Source {
             : !emittedMeanwhile.has(c.key) && this.#known.has(c.key),
         );
         for (const c of fresh) c.kind === 'upsert' ? upserts++ : deletes++;
-        await this.#emit(fresh);
+        await this.#emit(fresh, emittedMeanwhile);
       });
     const listing: Listing = {
       file: (key, item) => {
@@ -483,6 +483,10 @@ export class FolderSource implements Source {
       unsure: [],
       skip: (key, reason) => skipped.add(key, reason),
     };
+    // Fresh watches (a first listing): arm them all before the walk, which the pipeline's
+    // back-pressure paces; a directory it reaches late would otherwise hide an edit until then,
+    // and hand it over behind the backlog.
+    if (this.#watcher && !this.#watcher.has(this.#root)) await this.#watchTree(this.#root);
     await this.#walk(this.#root, [this.#rootReal], listing);
     if (this.#stopped) return;
     // A directory that could not be read (EACCES, EMFILE…) keeps its documents until it can.
@@ -535,6 +539,26 @@ export class FolderSource implements Source {
   }
 
   /** Walks `dir` into `out`; `ancestors` holds real paths on the way down, so links never loop. */
+  /** Watches every directory under `root` (links are left to the walk), yielding between slices. */
+  async #watchTree(root: string): Promise<void> {
+    const dirs = [root];
+    let sinceYield = 0;
+    while (dirs.length > 0 && !this.#stopped && this.#watcher) {
+      const dir = dirs.pop()!;
+      this.#watcher.add(dir);
+      const entries = await fsp.readdir(dir, { withFileTypes: true, encoding: 'buffer' }).catch(() => []);
+      for (const entry of entries) {
+        if (!entry.isDirectory() || !isUtf8(entry.name)) continue;
+        const abs = path.join(dir, entry.name.toString('utf8'));
+        if (this.#enterable(abs)) dirs.push(abs);
+      }
+      if (++sinceYield >= WALK_SLICE / 100) {
+        sinceYield = 0;
+        await yieldToQueries();
+      }
+    }
+  }
+
   async #walk(dir: string, ancestors: string[], out: Listing): Promise<void> {
     if (this.#stopped) return;
     this.#watcher?.add(dir);
@@ -764,13 +788,15 @@ export class FolderSource implements Source {
     }
   }
 
-  async #emit(changes: Change[]): Promise<void> {
+  /** Hands `changes` over; keys in `newer` (emitted by the watcher meanwhile) keep the watcher's version. */
+  async #emit(changes: Change[], newer?: ReadonlySet<string>): Promise<void> {
     const ctx = this.#ctx;
     if (!ctx) return;
     for (let i = 0; i < changes.length && !this.#stopped; i += BATCH) {
       const batch = changes.slice(i, i + BATCH);
       await ctx.emit(batch);
       for (const c of batch) {
+        if (newer?.has(c.kind === 'upsert' ? c.doc.key : c.key)) continue;
         if (c.kind === 'upsert') this.#known.set(c.doc.key, c.doc.version);
         else this.#known.delete(c.key);
       }
