@@ -104,11 +104,32 @@ pub fn open_rw(path: &Path) -> Result<Connection> {
             path.display()
         )));
     }
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -16000;",
-    )?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -16000; PRAGMA journal_size_limit = {WAL_CHECKPOINT_BYTES};"
+    ))?;
     migrate(&conn).context(|| format!("store {}", path.display()))?;
     Ok(conn)
+}
+
+/// Past this size the writer checkpoints the WAL before its next commit (see `checkpoint_wal`),
+/// and a WAL reset truncates the file back to it (`journal_size_limit`), so a bulk load leaves
+/// a WAL of about this size plus one commit instead of every page it ever wrote.
+pub const WAL_CHECKPOINT_BYTES: u64 = 16 << 20;
+
+/// Copies the WAL into the database file (PASSIVE: never waits for readers) when the WAL file
+/// is past `WAL_CHECKPOINT_BYTES`. SQLite's own autocheckpoint runs at the end of a commit,
+/// while a held commit's pinned reader still reads the snapshot before it, so it can never copy
+/// the newest frames, the WAL is never fully copied, never restarts, and grows with every
+/// commit. Called before a commit pins (nothing then holds an older snapshot), it copies them
+/// all and the commit after it writes the WAL from its start again.
+pub fn checkpoint_wal(conn: &Connection, store_path: &Path) -> Result<()> {
+    let mut wal = store_path.as_os_str().to_owned();
+    wal.push("-wal");
+    let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    if size > WAL_CHECKPOINT_BYTES {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    }
+    Ok(())
 }
 
 /// Opens a read-only connection (readers beside the writer, or a `readOnly` engine).
