@@ -684,6 +684,74 @@ pub fn list_chunks(conn: &Connection, after_id: i64, limit: i64) -> Result<Chunk
     })
 }
 
+/// Every chunk's document and metadata for the catalog, in one read: documents in key order,
+/// their chunks in ordinal order, each chunk's own metadata once per distinct value in its document.
+pub struct CatalogDump {
+    pub keys: Vec<String>,
+    /// What a document's inheriting chunks inherit (`{}` when none inherits).
+    pub inherited: Vec<String>,
+    /// Document `d`'s chunks are `ids[starts[d]..starts[d + 1]]`.
+    pub starts: Vec<u32>,
+    pub ids: Vec<u32>,
+    /// Chunk `i`'s metadata is `metas[meta_of[i]]` (over `inherited` when `meta_inherits`).
+    pub meta_of: Vec<u32>,
+    pub metas: Vec<String>,
+    pub meta_inherits: Vec<bool>,
+}
+
+pub fn catalog_dump(conn: &Connection) -> Result<CatalogDump> {
+    snapshot(conn, || {
+        let mut st = conn.prepare_cached(
+            "SELECT id, doc_key, metadata, inherits FROM chunks ORDER BY doc_key, ordinal",
+        )?;
+        let mut inherited_of = conn.prepare_cached(INHERITED)?;
+        let mut out = CatalogDump {
+            keys: Vec::new(),
+            inherited: Vec::new(),
+            starts: Vec::new(),
+            ids: Vec::new(),
+            meta_of: Vec::new(),
+            metas: Vec::new(),
+            meta_inherits: Vec::new(),
+        };
+        let mut distinct: HashMap<(bool, String), u32> = HashMap::new();
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let key: String = r.get(1)?;
+            let metadata: String = r.get(2)?;
+            let inherits: bool = r.get::<_, i64>(3)? != 0;
+            let id = u32::try_from(id).map_err(|_| Error(format!("chunk id {id} is beyond the catalog's range")))?;
+            if out.keys.last() != Some(&key) {
+                out.starts.push(out.ids.len() as u32);
+                out.keys.push(key);
+                out.inherited.push(String::new());
+                distinct.clear();
+            }
+            let d = out.keys.len() - 1;
+            if inherits && out.inherited[d].is_empty() {
+                let m: Option<String> = inherited_of.query_row(params![out.keys[d]], |r| r.get(0)).optional()?;
+                out.inherited[d] = m.unwrap_or_else(|| "{}".to_string());
+            }
+            let next = out.metas.len() as u32;
+            let at = *distinct.entry((inherits, metadata)).or_insert_with_key(|(inh, m)| {
+                out.metas.push(m.clone());
+                out.meta_inherits.push(*inh);
+                next
+            });
+            out.ids.push(id);
+            out.meta_of.push(at);
+        }
+        out.starts.push(out.ids.len() as u32);
+        for m in &mut out.inherited {
+            if m.is_empty() {
+                m.push_str("{}");
+            }
+        }
+        Ok(out)
+    })
+}
+
 pub struct DocumentRow {
     pub key: String,
     pub version: String,
