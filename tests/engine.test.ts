@@ -346,6 +346,28 @@ describe('engine: commits and the chunk diff', () => {
     });
   });
 
+  it('loads the catalog in one call: every document whole in ordinal order, each chunk with the metadata listChunks gives it', async () => {
+    await withEngine(async (engine) => {
+      await engine.commit(MODEL, [
+        upsert('b', ['alpha text', 'beta text', 'gamma text'], { chunks: [makeChunk('alpha text', 0, { metadata: { page: 1, path: 'b' } }), makeChunk('beta text', 1), makeChunk('gamma text', 2)] }),
+        upsert('a', ['delta text', 'epsilon text']),
+      ]);
+      await engine.commit(MODEL, [upsert('a', ['zeta text', 'delta text'], { version: 'v2' })]);
+      const listed = new Map<string, { id: number; ordinal: number; metadata: unknown }[]>();
+      for (const c of await engine.listChunks(0, 100)) listed.set(c.docKey, [...(listed.get(c.docKey) ?? []), c]);
+      const dump = await engine.loadCatalog();
+      assert.deepEqual(dump.keys, ['a', 'b']);
+      for (let d = 0; d < dump.keys.length; d++) {
+        const want = listed.get(dump.keys[d]!)!.sort((x, y) => x.ordinal - y.ordinal);
+        const ids = [...dump.ids.subarray(dump.starts[d], dump.starts[d + 1])];
+        assert.deepEqual(ids, want.map((c) => c.id));
+        assert.deepEqual(ids.map((_, i) => dump.metadata[dump.metaOf[dump.starts[d]! + i]!]), want.map((c) => c.metadata));
+      }
+      assert.equal(dump.starts.length, dump.keys.length + 1);
+      assert.equal(dump.ids.length, 5);
+    });
+  });
+
   it('reads chunks by id in any order and pages through them', async () => {
     await withEngine(async (engine) => {
       const res = await engine.commit(MODEL, [

@@ -126,27 +126,25 @@ export class Catalog {
   #generation = 0;
   readonly #filterCache = new Map<string, Matched>();
 
-  static async load(engine: Engine, pageSize = 5000): Promise<Catalog> {
+  static async load(engine: Engine): Promise<Catalog> {
     const catalog = new Catalog();
-    // Pages come by ascending chunk id, so a document's chunks may be spread over many:
-    // gather each document's ids, then place them once (ordinal order is the store's too).
-    const pending = new Map<string, { ids: number[]; ordinals: number[]; metadata: Metadata[]; seen: Metadata[] }>();
-    let after = 0;
-    for (;;) {
-      const rows = await engine.listChunks(after, pageSize);
-      for (const row of rows) {
-        let doc = pending.get(row.docKey);
-        if (!doc) pending.set(row.docKey, (doc = { ids: [], ordinals: [], metadata: [], seen: [] }));
-        doc.ids.push(row.id);
-        doc.ordinals.push(row.ordinal);
-        doc.metadata.push(intern(row.metadata, doc.seen));
+    // One engine call: documents come whole, their chunks in ordinal order, each distinct
+    // metadata value once, so nothing is gathered or sorted here.
+    const dump = await engine.loadCatalog();
+    const metaCache = new Map<number, Metadata>();
+    for (let d = 0; d < dump.keys.length; d++) {
+      const from = dump.starts[d]!;
+      const to = dump.starts[d + 1]!;
+      const seen: Metadata[] = [];
+      metaCache.clear();
+      const metadata = new Array<Metadata>(to - from);
+      for (let i = from; i < to; i++) {
+        const m = dump.metaOf[i]!;
+        let value = metaCache.get(m);
+        if (value === undefined) metaCache.set(m, (value = intern(dump.metadata[m]!, seen)));
+        metadata[i - from] = value;
       }
-      if (rows.length < pageSize) break;
-      after = rows[rows.length - 1]!.id;
-    }
-    for (const [key, doc] of pending) {
-      const order = doc.ids.map((_, i) => i).sort((a, b) => doc.ordinals[a]! - doc.ordinals[b]!);
-      catalog.#place(key, order.map((i) => doc.ids[i]!), order.map((i) => doc.metadata[i]!));
+      catalog.#place(dump.keys[d]!, Array.from(dump.ids.subarray(from, to)), metadata);
     }
     return catalog;
   }

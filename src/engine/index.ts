@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { LivedexError } from '../core/errors.js';
 import type { DocumentStatus, Metadata, TokenSplitting } from '../core/types.js';
 import type {
+  CatalogDump,
   ChunkMetaRow,
   ChunkRow,
   ChunkWrite,
@@ -160,6 +161,7 @@ interface NativeEngine {
   getChunks(ids: number[]): Promise<NativeChunkPage>;
   retrieve(req: { query: string; candidates: number; allowed?: Uint32Array | null; vectorIds: number[]; vectorScores: number[]; plan: FusionPlan }): Promise<NativeRetrieved>;
   listChunks(afterId: number, limit: number): Promise<NativeChunkPage>;
+  loadCatalog(): Promise<{ keys: string[]; inherited: string[]; starts: Uint32Array; ids: Uint32Array; metaOf: Uint32Array; metas: string[]; metaInherits: boolean[] }>;
   stageChunks(token: number | null, chunks: NativeChunkWrite[]): number;
   dropStaged(token: number): void;
   getDocument(key: string): Promise<NativeDocumentRow | null>;
@@ -484,6 +486,24 @@ class NativeBackedEngine implements Engine {
       const n = Math.max(0, Math.min(Math.floor(limit), 0xffffffff));
       if (n === 0) return [];
       return fromPage(await this.native.listChunks(Math.floor(afterId), n)).map(({ text: _text, ...r }) => r);
+    });
+  }
+
+  loadCatalog(): Promise<CatalogDump> {
+    return call('loadCatalog', async () => {
+      const d = await this.native.loadCatalog();
+      // Documents in key order and each distinct value once: one parse per document and value.
+      const metadata: Metadata[] = new Array<Metadata>(d.metas.length);
+      for (let doc = 0; doc < d.keys.length; doc++) {
+        let inherited: Metadata | undefined;
+        for (let i = d.starts[doc]!; i < d.starts[doc + 1]!; i++) {
+          const m = d.metaOf[i]!;
+          if (metadata[m] !== undefined) continue;
+          const own = parseJson(d.metas[m]!);
+          metadata[m] = d.metaInherits[m] ? { ...(inherited ??= parseJson(d.inherited[doc]!)), ...own } : own;
+        }
+      }
+      return { keys: d.keys, starts: d.starts, ids: d.ids, metaOf: d.metaOf, metadata };
     });
   }
 

@@ -61,6 +61,19 @@ export interface ChunkRow {
 /** Chunk identity and metadata without its text (for the in-memory catalog). */
 export type ChunkMetaRow = Omit<ChunkRow, 'text'>;
 
+/**
+ * Every chunk by document, as typed arrays: documents in key order, chunks in ordinal order.
+ * Document `d` holds `ids[starts[d]..starts[d + 1]]`; chunk `i`'s complete metadata is
+ * `metadata[metaOf[i]]`, one object per distinct value within its document.
+ */
+export interface CatalogDump {
+  keys: string[];
+  starts: Uint32Array;
+  ids: Uint32Array;
+  metaOf: Uint32Array;
+  metadata: Metadata[];
+}
+
 export interface DocumentRow {
   key: string;
   /** The last version processed (indexed or failed); empty for a document only seen so far. */
@@ -234,6 +247,8 @@ export interface Engine {
   retrieve(query: EngineQuery): Promise<EngineHit[]>;
   /** Pages through all chunks by ascending id: ids > `afterId`, at most `limit`. */
   listChunks(afterId: number, limit: number): Promise<ChunkMetaRow[]>;
+  /** Every chunk's document and metadata in one read, for the catalog (see `CatalogDump`). */
+  loadCatalog(): Promise<CatalogDump>;
   getDocument(key: string): Promise<DocumentRow | null>;
   listDocuments(): Promise<DocumentRow[]>;
   getCursor(name: string): Promise<string | null>;

@@ -218,6 +218,8 @@ impl Engine {
         hold: bool,
     ) -> Result<(CommitOut, Option<String>)> {
         let (out, text_err, seq) = self.with_writer("commit", |ws| {
+            // Before the pin: a failed checkpoint costs only WAL size, never the commit.
+            let _ = store::checkpoint_wal(&ws.conn, &self.store_path);
             if hold {
                 self.pin()?;
             }

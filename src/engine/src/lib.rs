@@ -173,6 +173,18 @@ pub struct NativeChunkPage {
     pub documents: Vec<NativeDocumentMetadata>,
 }
 
+/// The catalog in one call: ids and offsets as typed arrays, each distinct metadata once.
+#[napi(object)]
+pub struct NativeCatalog {
+    pub keys: Vec<String>,
+    pub inherited: Vec<String>,
+    pub starts: Uint32Array,
+    pub ids: Uint32Array,
+    pub meta_of: Uint32Array,
+    pub metas: Vec<String>,
+    pub meta_inherits: Vec<bool>,
+}
+
 #[napi(object)]
 pub struct NativeDocumentRow {
     pub key: String,
@@ -556,6 +568,23 @@ impl NativeEngine {
             Ok(chunk_page(
                 inner.read(|c| store::list_chunks(c, after_id, limit as i64))?,
             ))
+        })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn load_catalog(&self) -> AsyncTask<Job<NativeCatalog>> {
+        let inner = self.inner.clone();
+        job(move || {
+            let d = inner.read(store::catalog_dump)?;
+            Ok(NativeCatalog {
+                keys: d.keys,
+                inherited: d.inherited,
+                starts: Uint32Array::new(d.starts),
+                ids: Uint32Array::new(d.ids),
+                meta_of: Uint32Array::new(d.meta_of),
+                metas: d.metas,
+                meta_inherits: d.meta_inherits,
+            })
         })
     }
 

@@ -104,11 +104,32 @@ pub fn open_rw(path: &Path) -> Result<Connection> {
             path.display()
         )));
     }
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -16000;",
-    )?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -16000; PRAGMA journal_size_limit = {WAL_CHECKPOINT_BYTES};"
+    ))?;
     migrate(&conn).context(|| format!("store {}", path.display()))?;
     Ok(conn)
+}
+
+/// Past this size the writer checkpoints the WAL before its next commit (see `checkpoint_wal`),
+/// and a WAL reset truncates the file back to it (`journal_size_limit`), so a bulk load leaves
+/// a WAL of about this size plus one commit instead of every page it ever wrote.
+pub const WAL_CHECKPOINT_BYTES: u64 = 16 << 20;
+
+/// Copies the WAL into the database file (PASSIVE: never waits for readers) when the WAL file
+/// is past `WAL_CHECKPOINT_BYTES`. SQLite's own autocheckpoint runs at the end of a commit,
+/// while a held commit's pinned reader still reads the snapshot before it, so it can never copy
+/// the newest frames, the WAL is never fully copied, never restarts, and grows with every
+/// commit. Called before a commit pins (nothing then holds an older snapshot), it copies them
+/// all and the commit after it writes the WAL from its start again.
+pub fn checkpoint_wal(conn: &Connection, store_path: &Path) -> Result<()> {
+    let mut wal = store_path.as_os_str().to_owned();
+    wal.push("-wal");
+    let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    if size > WAL_CHECKPOINT_BYTES {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    }
+    Ok(())
 }
 
 /// Opens a read-only connection (readers beside the writer, or a `readOnly` engine).
@@ -660,6 +681,74 @@ pub fn list_chunks(conn: &Connection, after_id: i64, limit: i64) -> Result<Chunk
             .query_map(params![after_id, limit], |r| chunk_row(r, false))?
             .collect::<std::result::Result<Vec<_>, _>>()?;
         with_documents(conn, rows)
+    })
+}
+
+/// Every chunk's document and metadata for the catalog, in one read: documents in key order,
+/// their chunks in ordinal order, each chunk's own metadata once per distinct value in its document.
+pub struct CatalogDump {
+    pub keys: Vec<String>,
+    /// What a document's inheriting chunks inherit (`{}` when none inherits).
+    pub inherited: Vec<String>,
+    /// Document `d`'s chunks are `ids[starts[d]..starts[d + 1]]`.
+    pub starts: Vec<u32>,
+    pub ids: Vec<u32>,
+    /// Chunk `i`'s metadata is `metas[meta_of[i]]` (over `inherited` when `meta_inherits`).
+    pub meta_of: Vec<u32>,
+    pub metas: Vec<String>,
+    pub meta_inherits: Vec<bool>,
+}
+
+pub fn catalog_dump(conn: &Connection) -> Result<CatalogDump> {
+    snapshot(conn, || {
+        let mut st = conn.prepare_cached(
+            "SELECT id, doc_key, metadata, inherits FROM chunks ORDER BY doc_key, ordinal",
+        )?;
+        let mut inherited_of = conn.prepare_cached(INHERITED)?;
+        let mut out = CatalogDump {
+            keys: Vec::new(),
+            inherited: Vec::new(),
+            starts: Vec::new(),
+            ids: Vec::new(),
+            meta_of: Vec::new(),
+            metas: Vec::new(),
+            meta_inherits: Vec::new(),
+        };
+        let mut distinct: HashMap<(bool, String), u32> = HashMap::new();
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let key: String = r.get(1)?;
+            let metadata: String = r.get(2)?;
+            let inherits: bool = r.get::<_, i64>(3)? != 0;
+            let id = u32::try_from(id).map_err(|_| Error(format!("chunk id {id} is beyond the catalog's range")))?;
+            if out.keys.last() != Some(&key) {
+                out.starts.push(out.ids.len() as u32);
+                out.keys.push(key);
+                out.inherited.push(String::new());
+                distinct.clear();
+            }
+            let d = out.keys.len() - 1;
+            if inherits && out.inherited[d].is_empty() {
+                let m: Option<String> = inherited_of.query_row(params![out.keys[d]], |r| r.get(0)).optional()?;
+                out.inherited[d] = m.unwrap_or_else(|| "{}".to_string());
+            }
+            let next = out.metas.len() as u32;
+            let at = *distinct.entry((inherits, metadata)).or_insert_with_key(|(inh, m)| {
+                out.metas.push(m.clone());
+                out.meta_inherits.push(*inh);
+                next
+            });
+            out.ids.push(id);
+            out.meta_of.push(at);
+        }
+        out.starts.push(out.ids.len() as u32);
+        for m in &mut out.inherited {
+            if m.is_empty() {
+                m.push_str("{}");
+            }
+        }
+        Ok(out)
     })
 }
 
