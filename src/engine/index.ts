@@ -158,7 +158,7 @@ interface NativeEngine {
   chunkEmbeddings(model: string, ids: number[]): Promise<NativeVectors>;
   searchText(query: string, k: number, allowedIds: number[] | null): Promise<{ id: number; score: number }[]>;
   getChunks(ids: number[]): Promise<NativeChunkPage>;
-  retrieve(req: { query: string; candidates: number; allowed?: Uint32Array | null; vectorIds: number[]; vectorScores: number[]; plan: FusionPlan }): Promise<NativeRetrieved>;
+  retrieve(req: { query: string; candidates: number; allowed?: Uint32Array | null; vectorIds: number[]; vectorScores: number[]; exactVector?: Float32Array; exactModel?: string; plan: FusionPlan }): Promise<NativeRetrieved>;
   listChunks(afterId: number, limit: number): Promise<NativeChunkPage>;
   stageChunks(token: number | null, chunks: NativeChunkWrite[]): number;
   dropStaged(token: number): void;
@@ -468,6 +468,7 @@ class NativeBackedEngine implements Engine {
         ...(q.allowed ? { allowed: q.allowed } : {}),
         vectorIds: checkIds(q.vector.map((h) => h.id), 'retrieve'),
         vectorScores: q.vector.map((h) => h.score),
+        ...(q.exact && q.allowed ? { exactVector: q.exact.vector, exactModel: String(q.exact.model) } : {}),
         plan,
       });
       const inherited = new Map(res.documents.map((d) => [d.key, parseJson(d.metadata)]));
