@@ -563,12 +563,15 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
       }
       // The vector leg is searched here (hnswlib lives on this thread); BM25, the fusion and the
       // hits' rows are one engine call.
-      const vector = queryVector && req.mode !== 'bm25' ? this.#searchVectors(queryVector, candidates, allowed) : [];
+      // A filter that keeps few chunks: the engine scans their stored vectors exactly, in the same call.
+      const exact = queryVector && req.mode !== 'bm25' && allowed && allowed.size <= rc.exact_vector_max ? { vector: queryVector, model: this.#embedder.modelKey } : null;
+      const vector = queryVector && req.mode !== 'bm25' && !exact ? this.#searchVectors(queryVector, candidates, allowed) : [];
       const found = await this.engine.retrieve({
         query: req.query,
         candidates,
         allowed: allowed ? allowed.bits : null,
         vector,
+        exact,
         plan: { mode: req.mode, fusion, alpha, rrfK: rc.rrf_k, k: req.k },
       });
       return found.map((h) => {

@@ -159,7 +159,7 @@ interface NativeEngine {
   chunkEmbeddings(model: string, ids: number[]): Promise<NativeVectors>;
   searchText(query: string, k: number, allowedIds: number[] | null): Promise<{ id: number; score: number }[]>;
   getChunks(ids: number[]): Promise<NativeChunkPage>;
-  retrieve(req: { query: string; candidates: number; allowed?: Uint32Array | null; vectorIds: number[]; vectorScores: number[]; plan: FusionPlan }): Promise<NativeRetrieved>;
+  retrieve(req: { query: string; candidates: number; allowed?: Uint32Array | null; vectorIds: number[]; vectorScores: number[]; exactVector?: Float32Array; exactModel?: string; plan: FusionPlan }): Promise<NativeRetrieved>;
   listChunks(afterId: number, limit: number): Promise<NativeChunkPage>;
   loadCatalog(): Promise<{ keys: string[]; inherited: string[]; starts: Uint32Array; ids: Uint32Array; metaOf: Uint32Array; metas: string[]; metaInherits: boolean[] }>;
   stageChunks(token: number | null, chunks: NativeChunkWrite[]): number;
@@ -470,6 +470,7 @@ class NativeBackedEngine implements Engine {
         ...(q.allowed ? { allowed: q.allowed } : {}),
         vectorIds: checkIds(q.vector.map((h) => h.id), 'retrieve'),
         vectorScores: q.vector.map((h) => h.score),
+        ...(q.exact && q.allowed ? { exactVector: q.exact.vector, exactModel: String(q.exact.model) } : {}),
         plan,
       });
       const inherited = new Map(res.documents.map((d) => [d.key, parseJson(d.metadata)]));

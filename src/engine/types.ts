@@ -129,6 +129,11 @@ export interface EngineQuery {
   /** The chunks the filter accepts, as bits (bit `id % 32` of word `id / 32`); null: every chunk. */
   allowed: Uint32Array | null;
   vector: LegScore[];
+  /**
+   * Search the vector leg in the engine instead, exactly over the allowed chunks' stored
+   * embeddings of `model` (`vector` is then ignored): for a filter that keeps few chunks.
+   */
+  exact?: { vector: Float32Array; model: string } | null;
   plan: FusionPlan;
 }
 

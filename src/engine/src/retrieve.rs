@@ -43,6 +43,10 @@ pub struct NativeRetrieveRequest {
     /// The vector leg, best first: ids and cosine similarities.
     pub vector_ids: Vec<i64>,
     pub vector_scores: Vec<f64>,
+    /// When set (with `allowed`), the vector leg is searched here instead: exactly, over the
+    /// stored embeddings (`exact_model`'s) of the allowed chunks; `vector_*` are then ignored.
+    pub exact_vector: Option<Float32Array>,
+    pub exact_model: Option<String>,
     pub plan: NativeFusionPlan,
 }
 
@@ -185,6 +189,50 @@ pub fn ids_of(bits: &[u32]) -> Vec<i64> {
     out
 }
 
+/// Below this cosine distance a chunk is the query itself (float32 rounding of 1 − 1), as in the vector index.
+const SAME: f64 = 1e-6;
+
+/// The `k` chunks of `ids` most similar (cosine) to `query`, best first, ties by id: an exact
+/// scan of their stored embeddings, cheaper than a graph search that walks past every rejected
+/// node when a filter keeps few chunks. A chunk without an embedding of `model` is left out.
+pub fn exact_vector_leg(
+    conn: &rusqlite::Connection,
+    model: &str,
+    query: &[f32],
+    ids: &[i64],
+    k: usize,
+) -> EngineResult<Vec<(i64, f64)>> {
+    let qn = query.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+    if k == 0 || qn == 0.0 {
+        return Ok(Vec::new());
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT e.vector FROM chunks c JOIN embeddings e ON e.model = ?1 AND e.text_hash = c.text_hash WHERE c.id = ?2",
+    )?;
+    let mut scored: Vec<(i64, f64)> = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let blob: Option<Vec<u8>> = st.query_row(params![model, id], |r| r.get(0)).optional()?;
+        let Some(blob) = blob else { continue };
+        if blob.len() != query.len() * 4 {
+            continue; // another dimension: not a vector of this model's index
+        }
+        let (mut dot, mut norm) = (0.0f64, 0.0f64);
+        for (i, c) in blob.chunks_exact(4).enumerate() {
+            let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64;
+            dot += v * query[i] as f64;
+            norm += v * v;
+        }
+        if norm == 0.0 {
+            continue;
+        }
+        let cos = dot / (norm.sqrt() * qn);
+        scored.push((id, if 1.0 - cos < SAME { 1.0 } else { cos }));
+    }
+    scored.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0)));
+    scored.truncate(k);
+    Ok(scored)
+}
+
 fn to_napi(h: Fused) -> NativeFusedHit {
     NativeFusedHit { id: h.id, dist: h.dist, fused: h.fused, bm25: h.bm25, vector: h.vector }
 }
@@ -264,14 +312,18 @@ impl NativeEngine {
         let inner = self.inner.clone();
         let allowed: Option<Vec<u32>> = req.allowed.map(|a| a.to_vec());
         let vector = leg(&req.vector_ids, &req.vector_scores);
+        let exact = match (req.exact_vector, req.exact_model) {
+            (Some(v), Some(m)) if allowed.is_some() => Some((v.to_vec(), m)),
+            _ => None,
+        };
         let (query, candidates, plan) = (req.query, req.candidates as usize, req.plan);
         job(move || {
+            let ids = allowed.as_deref().map(ids_of);
             let bm25: Vec<(i64, f64)> = if plan.mode == "vector" || candidates == 0 {
                 Vec::new()
             } else {
-                let ids = allowed.as_deref().map(ids_of);
                 match ids {
-                    Some(ids) if ids.is_empty() => Vec::new(),
+                    Some(ref ids) if ids.is_empty() => Vec::new(),
                     _ => inner
                         .search(&query, candidates, ids.as_deref())?
                         .into_iter()
@@ -279,11 +331,17 @@ impl NativeEngine {
                         .collect(),
                 }
             };
-            let fused = fuse(&plan, &bm25, &vector);
-            if fused.is_empty() {
-                return Ok(NativeRetrieved { hits: Vec::new(), documents: Vec::new() });
-            }
-            inner.read(|c| hit_rows(c, fused))
+            inner.read(|c| {
+                let vector = match (&exact, &ids) {
+                    (Some((q, model)), Some(ids)) if plan.mode != "bm25" => exact_vector_leg(c, model, q, ids, candidates)?,
+                    _ => vector,
+                };
+                let fused = fuse(&plan, &bm25, &vector);
+                if fused.is_empty() {
+                    return Ok(NativeRetrieved { hits: Vec::new(), documents: Vec::new() });
+                }
+                hit_rows(c, fused)
+            })
         })
     }
 }
