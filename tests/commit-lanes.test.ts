@@ -27,6 +27,15 @@ interface Status {
   documents: { indexed: number };
 }
 
+/** `FILES` notes in directories of 100 (`d<d>/n<i>.txt`), each a sentence of its own. */
+async function writeNotes(root: string): Promise<void> {
+  for (let d = 0; d < FILES / 100; d++) {
+    const dir = join(root, `d${d}`);
+    await mkdir(dir);
+    await Promise.all(Array.from({ length: 100 }, (_, i) => writeFile(join(dir, `n${i}.txt`), `Note ${d * 100 + i} of the bulk: a small file about item${d * 100 + i}.\n`)));
+  }
+}
+
 describe('commits during a bulk sync of 10,000 files', () => {
   let folder: { path: string; cleanup(): Promise<void> };
   let data: { path: string; cleanup(): Promise<void> };
@@ -38,12 +47,7 @@ describe('commits during a bulk sync of 10,000 files', () => {
   before(async () => {
     folder = await tempDir();
     data = await tempDir();
-    // 100 directories of 100 notes, each a sentence of its own.
-    for (let d = 0; d < FILES / 100; d++) {
-      const dir = join(folder.path, `d${d}`);
-      await mkdir(dir);
-      await Promise.all(Array.from({ length: 100 }, (_, i) => writeFile(join(dir, `n${i}.txt`), `Note ${d * 100 + i} of the bulk: a small file about item${d * 100 + i}.\n`)));
-    }
+    await writeNotes(folder.path);
     const logger = createLogger({ level: 'debug', write: (line) => lines.push(JSON.parse(line) as Line) });
     server = await startServer(folder.path, { dataDir: data.path, logger });
 
@@ -132,11 +136,7 @@ describe('edits of existing files during a bulk first sync of 10,000 files', () 
   before(async () => {
     folder = await tempDir();
     data = await tempDir();
-    for (let d = 0; d < FILES / 100; d++) {
-      const dir = join(folder.path, `d${d}`);
-      await mkdir(dir);
-      await Promise.all(Array.from({ length: 100 }, (_, i) => writeFile(join(dir, `n${i}.txt`), `Note ${d * 100 + i} of the bulk: a small file about item${d * 100 + i}.\n`)));
-    }
+    await writeNotes(folder.path);
     server = await startServer(folder.path, { dataDir: data.path });
     await waitFor(async () => ((await get<Status>(server.url, '/v1/status')).body.documents.indexed >= 200 ? true : null), 120_000, 10);
     // A note the sync already committed, and one of a directory none of whose notes is queryable yet.

@@ -217,27 +217,13 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
           nextModel = { embedder: configured, ref: configuredRef };
         }
       }
-      // The three are independent: the graph's file read and the catalog's engine pages leave
+      // The three are independent: the graph's file read and the catalog's engine read leave
       // this thread idle, which building the splitters' tokenizer (~0.5 s of CPU) then fills.
-      const [vectors, catalog, plugins] = await Promise.all([openVectorIndex(registry, config, ctx, embedder), Catalog.load(engine), openPlugins()]);
-      const { parsers, fallback, splitters, splitter } = plugins;
-
-      async function openPlugins() {
-        const parsers = new Map<string, Parser>();
-        const parserRefs = config.parsers.length > 0 ? config.parsers : registry.list('parser').filter((d) => !d.optIn).map((d) => ({ name: d.name, options: {} }));
-        let fallback: Parser | null = null;
-        for (const ref of parserRefs) {
-          const local = await registry.create('parser', ref.name, ref.options, ctx, `parsers.${ref.name}`);
-          // The worker builds the same parser from (name, options); this one validates them.
-          const module = registry.get('parser', ref.name).module;
-          const parser = sandbox ? sandbox.wrap(local, module === undefined ? ref : { ...ref, module }) : local;
-          for (const ext of parser.extensions) if (!parsers.has(ext)) parsers.set(ext, parser);
-          if (parser.name === 'text') fallback = parser;
-      }
-      // Splitting stays on this thread; each parser's parts go to its own splitter.
-      const { byParser: splitters, fallback: splitter } = await chooseSplitters(registry, config, [...parsers.values()], ctx);
-      return { parsers, fallback, splitters, splitter };
-      }
+      const [vectors, catalog, { parsers, fallback, splitters, splitter }] = await Promise.all([
+        openVectorIndex(registry, config, ctx, embedder),
+        Catalog.load(engine),
+        openPlugins(registry, config, ctx, sandbox),
+      ]);
 
       const index = new LiveIndex(opts, { engine, embedder, vectors, catalog, parsers, fallback, splitter, splitters });
       index.#sandbox = sandbox;
@@ -749,6 +735,24 @@ async function openVectorIndex(registry: Registry, config: LivedexConfig, ctx: P
     modelKey: embedder.modelKey,
     dir: vectorDir(ctx.dataDir, embedder.modelKey),
   }, `vector_index.${config.vector_index.name}`);
+}
+
+/** The parsers by extension (each behind the sandbox when there is one) and a splitter for each. */
+async function openPlugins(registry: Registry, config: LivedexConfig, ctx: PluginContext, sandbox: ParseSandbox | null) {
+  const parsers = new Map<string, Parser>();
+  const parserRefs = config.parsers.length > 0 ? config.parsers : registry.list('parser').filter((d) => !d.optIn).map((d) => ({ name: d.name, options: {} }));
+  let fallback: Parser | null = null;
+  for (const ref of parserRefs) {
+    const local = await registry.create('parser', ref.name, ref.options, ctx, `parsers.${ref.name}`);
+    // The worker builds the same parser from (name, options); this one validates them.
+    const module = registry.get('parser', ref.name).module;
+    const parser = sandbox ? sandbox.wrap(local, module === undefined ? ref : { ...ref, module }) : local;
+    for (const ext of parser.extensions) if (!parsers.has(ext)) parsers.set(ext, parser);
+    if (parser.name === 'text') fallback = parser;
+  }
+  // Splitting stays on this thread; each parser's parts go to its own splitter.
+  const { byParser: splitters, fallback: splitter } = await chooseSplitters(registry, config, [...parsers.values()], ctx);
+  return { parsers, fallback, splitters, splitter };
 }
 
 function parseModelRef(value: string | null): ModelRef | null {

@@ -538,7 +538,6 @@ export class FolderSource implements Source {
     }
   }
 
-  /** Walks `dir` into `out`; `ancestors` holds real paths on the way down, so links never loop. */
   /** Watches every directory under `root` (links are left to the walk), yielding between slices. */
   async #watchTree(root: string): Promise<void> {
     const dirs = [root];
@@ -559,6 +558,7 @@ export class FolderSource implements Source {
     }
   }
 
+  /** Walks `dir` into `out`; `ancestors` holds real paths on the way down, so links never loop. */
   async #walk(dir: string, ancestors: string[], out: Listing): Promise<void> {
     if (this.#stopped) return;
     this.#watcher?.add(dir);
