@@ -197,6 +197,18 @@ describe('the engine token splitter, beside the JavaScript one', () => {
     assert.deepEqual(again, await splitter.splitHere(parts.slice(2), { path: 'b.txt' }));
     assert.ok(native.some((c) => c.metadata.page === 3) && !native.some((c) => c.metadata.page === 2), 'chunks keep their part, and a blank part gives none');
   });
+  it('builds its JavaScript counter only when a text needs it, and then splits as the counter-built one does', async () => {
+    assert.throws(() => new TokenSplitter(null, SETTINGS[3]!), /needs a counter/);
+    const lazy = new TokenSplitter(null, SETTINGS[3]!, engine);
+    const eager = new TokenSplitter(counter, SETTINGS[3]!, engine);
+    const text = 'A first sentence here. ' + 'Then words, words and words. '.repeat(40);
+    assert.throws(() => lazy.splitText(text), /not loaded yet/);
+    const parts = [{ text, metadata: { page: 1 } }];
+    assert.deepEqual(await lazy.split(parts, { path: 'a.txt' }), await eager.split(parts, { path: 'a.txt' }));
+    assert.deepEqual(await lazy.splitHere(parts, { path: 'a.txt' }), await eager.splitHere(parts, { path: 'a.txt' }));
+    assert.deepEqual(lazy.splitText(text), eager.splitText(text), 'loaded by the first JavaScript split');
+    assert.deepEqual(await new TokenSplitter(null, SETTINGS[3]!, engine).splitTextInSlices(text), eager.splitText(text));
+  });
 });
 
 /** A splitter plugin that builds the `token` splitter as the registry does and records whether it runs in the engine. */

@@ -309,17 +309,22 @@ export interface TokenSplitterOptions {
  */
 export class TokenSplitter implements Splitter {
   readonly name = 'token';
-  readonly #counter: TokenCounter;
+  #loaded: TokenCounter | null;
   readonly #opts: TokenSplitterOptions;
 
   readonly #groups: SplitGroups | null;
 
-  /** With `engine`, `split` runs in the engine, documents split at the same time in one call. */
-  constructor(counter: TokenCounter, opts: TokenSplitterOptions, engine?: TokenSplitting | null) {
+  /**
+   * With `engine`, `split` runs in the engine, documents split at the same time in one call.
+   * `counter` may then be null: the JavaScript counter (about 0.7 s to build) loads on the first
+   * text the engine refuses, so a server whose splits all run in the engine never builds it.
+   */
+  constructor(counter: TokenCounter | null, opts: TokenSplitterOptions, engine?: TokenSplitting | null) {
     // A chunk must hold any single character (up to 4 byte tokens) with room to spare.
     if (!(opts.maxTokens >= 8)) throw new RangeError('maxTokens must be at least 8');
     if (!(opts.overlapTokens >= 0 && opts.overlapTokens < opts.maxTokens)) throw new RangeError('overlapTokens must be at least 0 and smaller than maxTokens');
-    this.#counter = counter;
+    if (!counter && !engine) throw new RangeError('a token splitter without the engine needs a counter');
+    this.#loaded = counter;
     this.#opts = opts;
     this.#groups = engine ? new SplitGroups(engine, opts) : null;
   }
@@ -337,6 +342,7 @@ export class TokenSplitter implements Splitter {
 
   /** `split` in JavaScript, never in the engine (the reference the engine's boundaries are checked against). */
   splitHere(parts: ParsedPart[], documentMetadata: Metadata): ChunkDraft[] | Promise<ChunkDraft[]> {
+    if (!this.#loaded) return this.#load().then(() => this.splitHere(parts, documentMetadata));
     const steps = this.#splitParts(parts, documentMetadata);
     return totalLength(parts) > SLICED_CHARS ? inSlices(steps) : drain(steps);
   }
@@ -360,13 +366,14 @@ export class TokenSplitter implements Splitter {
     return chunks;
   }
 
-  /** The chunk texts of one text, in order. */
+  /** The chunk texts of one text, in order (a splitter made without a counter needs one `split` or `splitTextInSlices` first). */
   splitText(text: string): string[] {
     return drain(this.#splitText(text));
   }
 
   /** `splitText`, in slices that yield to the event loop (for texts of megabytes). */
-  splitTextInSlices(text: string): Promise<string[]> {
+  async splitTextInSlices(text: string): Promise<string[]> {
+    if (!this.#loaded) await this.#load();
     return inSlices(this.#splitText(text));
   }
 
@@ -383,6 +390,15 @@ export class TokenSplitter implements Splitter {
       for (const text of yield* this.#splitText(part.text)) chunks.push({ text, metadata });
     }
     return chunks;
+  }
+
+  async #load(): Promise<void> {
+    this.#loaded ??= await loadTokenCounter();
+  }
+
+  get #counter(): TokenCounter {
+    if (!this.#loaded) throw new Error('the token counter is not loaded yet: call split or splitTextInSlices first');
+    return this.#loaded;
   }
 
   *#splitText(text: string): Generator<void, string[]> {
@@ -718,5 +734,5 @@ export const tokenSplitter = definePlugin({
   name: 'token',
   description: 'Chunks of at most max_tokens cl100k tokens, cut between paragraphs, then sentences, lines, words; never across parts.',
   options: tokenSplitterOptions,
-  create: async (options, ctx) => new TokenSplitter(await loadTokenCounter(), resolveTokenSplitterOptions(options), ctx.tokenSplitting),
+  create: async (options, ctx) => new TokenSplitter(ctx.tokenSplitting ? null : await loadTokenCounter(), resolveTokenSplitterOptions(options), ctx.tokenSplitting),
 });
