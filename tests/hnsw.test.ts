@@ -325,6 +325,24 @@ describe('hnsw vector index', () => {
     assert.match(warnings.join('\n'), /damaged/);
   });
 
+  it('starts empty when the header of the graph file is damaged, though hnswlib reads it beside the checksum', async () => {
+    const dir = freshDir();
+    const { index } = await open(dir);
+    vectors(50, 14).forEach((v, i) => index.add(i, v));
+    await index.save(5);
+    const file = path.join(dir, (await readdir(dir)).find((f) => f.endsWith('.hnsw'))!);
+    const good = await readFile(file);
+    // The element count, the bytes per element and the link-list size: what hnswlib sizes its reads by.
+    for (const at of [8, 16, 24, 33, 60]) {
+      const bytes = Buffer.from(good);
+      bytes[at] = bytes[at]! ^ 0x7f;
+      await writeFile(file, bytes);
+      const { index: loaded, warnings } = await open(dir);
+      assert.equal(loaded.size, 0, `byte ${at}`);
+      assert.match(warnings.join('\n'), /damaged/, `byte ${at}`);
+    }
+  });
+
   it('starts empty when meta.json is garbage or missing its files', async () => {
     const dir = freshDir();
     const { index } = await open(dir);
