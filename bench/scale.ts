@@ -18,7 +18,8 @@
  *    chunks/s, RSS, hybrid p50/p99 with and without `group == 7`.
  *
  * Writes `bench/results/<date>-scale-<scale>.md` and `.json`. Flags: `--skip-limits`,
- * `--skip-push`, `--idle-s 65`, `--qps-s 10`, `--bulk 10000`.
+ * `--skip-push`, `--idle-s 65`, `--qps-s 10`, `--bulk 10000`, `--vector-thread on|off` (the HNSW
+ * index on its own thread, the default, or on the main one; off adds `-main-thread` to the file names).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -40,6 +41,9 @@ const qpsS = Number(arg('qps-s', '10'));
 const bulkFiles = Number(arg('bulk', '10000'));
 const skipLimits = process.argv.includes('--skip-limits');
 const skipPush = process.argv.includes('--skip-push');
+const vectorThread = arg('vector-thread', 'on') !== 'off';
+/** The vector index's options beyond the defaults, in every server's config. */
+const vectorIndex = vectorThread ? {} : { vector_index: { hnsw: { thread: false } } };
 const DIMS = 384;
 const CHUNKS_PER_FILE = 5;
 const log = (s: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
@@ -305,7 +309,7 @@ const hybrid = (filter?: string) => queries.map((q) => ({ query: q, k: 10, mode:
 
 const fsData = join(cache, `scale-data-${scale}`);
 await rm(fsData, { recursive: true, force: true });
-const fsConfig = { data_dir: fsData, port: 0, embedder: 'hashing', sources: [{ fs: { path: corpus.folder } }] };
+const fsConfig = { data_dir: fsData, port: 0, embedder: 'hashing', ...vectorIndex, sources: [{ fs: { path: corpus.folder } }] };
 t = performance.now();
 let server = new ServerProcess(fsConfig);
 let sampler = rssSampler(server);
@@ -427,7 +431,7 @@ let push: { chunks: number; ingestS: number; peakRss: number; hybrid: Latency; f
 if (!skipPush) {
   const pushData = join(cache, `scale-push-${scale}`);
   await rm(pushData, { recursive: true, force: true });
-  server = new ServerProcess({ data_dir: pushData, port: 0, embedder: 'hashing', sources: ['push'] });
+  server = new ServerProcess({ data_dir: pushData, port: 0, embedder: 'hashing', ...vectorIndex, sources: ['push'] });
   sampler = rssSampler(server);
   await server.listening;
   await server.ready;
@@ -463,6 +467,7 @@ if (!skipPush) {
 
 const date = new Date().toISOString().slice(0, 10);
 const name = scaleName(scale);
+const stem = `${date}-scale-${name}${vectorThread ? '' : '-main-thread'}`;
 const f0 = (v: number) => (Number.isFinite(v) ? v.toFixed(0) : '–');
 const f1 = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : '–');
 const avgRate = chunks / ingestS;
@@ -501,9 +506,9 @@ const machine = `${cpus().length} cores (${cpus()[0]?.model.trim()}), ${(totalme
 const mem = serving.mem;
 const hnswFile = Object.entries(dataDirParts).find(([k]) => /vector|hnsw/.test(k));
 const md = [
-  `# livedex at ${name} chunks (\`npm run bench -- --scale ${name}\`), ${date}`,
+  `# livedex at ${name} chunks (\`npm run bench -- --scale ${name}${vectorThread ? '' : ' --vector-thread off'}\`), ${date}`,
   '',
-  `Offline \`hashing\` embedder (${DIMS} dims), default config (fs source, reconcile every 30 s), HNSW M ${hnswOpts.m}, efConstruction ${hnswOpts.ef_construction}, ef ${hnswOpts.ef_search}. ${machine}. Corpus: ${corpus.files} files of ${CHUNKS_PER_FILE} chunk-sized paragraphs of SciFact sentences (bench/synth.ts \`chunkedCorpus\`); the index holds ${chunks} chunks. The server runs in its own process; figures are its own.`,
+  `Offline \`hashing\` embedder (${DIMS} dims), default config (fs source, reconcile every 30 s), HNSW ${vectorThread ? 'on its own thread' : 'on the main thread'}, M ${hnswOpts.m}, efConstruction ${hnswOpts.ef_construction}, ef ${hnswOpts.ef_search}. ${machine}. Corpus: ${corpus.files} files of ${CHUNKS_PER_FILE} chunk-sized paragraphs of SciFact sentences (bench/synth.ts \`chunkedCorpus\`); the index holds ${chunks} chunks. The server runs in its own process; figures are its own.`,
   '',
   '## Goals',
   '',
@@ -555,9 +560,9 @@ const md = [
 console.log(`\n${md}`);
 const resultsDir = join(here, 'results');
 await mkdir(resultsDir, { recursive: true });
-await writeFile(join(resultsDir, `${date}-scale-${name}.md`), `${md}\n`);
+await writeFile(join(resultsDir, `${stem}.md`), `${md}\n`);
 await writeFile(
-  join(resultsDir, `${date}-scale-${name}.json`),
+  join(resultsDir, `${stem}.json`),
   JSON.stringify({ date: new Date().toISOString(), machine, scale, corpus: { files: corpus.files, chunks: corpus.chunks, folder: relative(root, corpus.folder) }, hnsw: hnswOpts, limits, goals, ingest: { chunks, ingestS, rate10kTo100k, avgRate, peakRss: ingestPeakRss, timeline }, queries: { hybrid: fsHybrid, filtered: fsFiltered, qps1, qps4, idleWorst }, freshness: { edits: fresh, missed, bulkFiles, bulkS }, restart: { restartListeningMs, restartFirstQueryMs, restartReadyMs, restartProcessMs, restartSyncedMs, downFound }, memory: { atReady, serving, afterRestart, servingRssUnderLoad: servingRss, dataDirParts }, push }, null, 1),
 );
-console.log(`\nresults: ${join(resultsDir, `${date}-scale-${name}.md`)} (+ .json)`);
+console.log(`\nresults: ${join(resultsDir, `${stem}.md`)} (+ .json)`);

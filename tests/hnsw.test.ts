@@ -1,11 +1,14 @@
 import { describe, it, before, after } from 'node:test';
+import { spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createLogger } from '../src/core/log.js';
 import type { VectorIndexContext } from '../src/core/registry.js';
+import { ChunkIdSet } from '../src/core/catalog.js';
 import { HnswIndex, hnswIndexPlugin, type HnswOptions } from '../src/indexes/hnsw.js';
+import { HnswWorkerIndex } from '../src/indexes/hnsw-worker.js';
 import { vectorIndexPlugins } from '../src/indexes/index.js';
 // Deterministic vectors (mulberry32), so that failures reproduce.
 import { rng } from './helpers/engine-fixtures.js';
@@ -78,7 +81,7 @@ describe('hnsw vector index', () => {
     assert.equal(hnswIndexPlugin.kind, 'vectorIndex');
     assert.equal(hnswIndexPlugin.name, 'hnsw');
     assert.ok(vectorIndexPlugins.includes(hnswIndexPlugin));
-    assert.deepEqual(hnswIndexPlugin.options.parse({}), { m: 16, ef_construction: 200, ef_search: 64, initial_capacity: 1024 });
+    assert.deepEqual(hnswIndexPlugin.options.parse({}), { thread: true, m: 16, ef_construction: 200, ef_search: 64, initial_capacity: 1024 });
     assert.throws(() => hnswIndexPlugin.options.parse({ m: 'x' }));
   });
 
@@ -381,5 +384,134 @@ describe('hnsw vector index', () => {
     assert.throws(() => index.add(-1, new Float32Array(DIM)), /not an integer/);
     assert.throws(() => index.add(1.5, new Float32Array(DIM)), /not an integer/);
     assert.throws(() => index.search(new Float32Array(3), 1), /dimensions/);
+  });
+});
+
+describe('hnsw vector index on its own thread', () => {
+  let root: string;
+  let n = 0;
+  const freshDir = (): string => path.join(root, `case-${n++}`);
+  const opened: HnswWorkerIndex[] = [];
+  async function openThread(dir: string, options: HnswOptions = {}): Promise<{ index: HnswWorkerIndex; warnings: string[] }> {
+    const { ctx, warnings } = context(dir);
+    const index = await HnswWorkerIndex.open(options, ctx);
+    opened.push(index);
+    return { index, warnings };
+  }
+  before(async () => {
+    root = await mkdtemp(path.join(tmpdir(), 'livedex-hnsw-thread-'));
+  });
+  after(async () => {
+    await Promise.all(opened.map((i) => i.close()));
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('is what the plugin builds by default, and the same index as HnswIndex with thread: false', async () => {
+    const { ctx } = context(freshDir());
+    const threaded = await hnswIndexPlugin.create(hnswIndexPlugin.options.parse({}), ctx);
+    const here = await hnswIndexPlugin.create(hnswIndexPlugin.options.parse({ thread: false }), ctx);
+    assert.ok(threaded instanceof HnswWorkerIndex);
+    assert.ok(here instanceof HnswIndex);
+    await threaded.close!();
+  });
+
+  it('answers every kind of filter as the index on this thread does, once changes are flushed', async () => {
+    const { index } = await openThread(freshDir(), { initial_capacity: 64 });
+    const { index: local } = await open(freshDir(), { initial_capacity: 64 });
+    const vs = vectors(600, 21);
+    vs.forEach((v, i) => (index.add(i * 3, v), local.add(i * 3, v)));
+    for (const id of [0, 30, 300, 1797]) (index.remove(id), local.remove(id));
+    index.add(33, vs[5]!);
+    local.add(33, vs[5]!);
+    assert.equal(index.size, local.size);
+    assert.ok(index.has(33) && !index.has(30) && !index.has(31));
+    assert.deepEqual(index.ids().sort((a, b) => a - b), local.ids().sort((a, b) => a - b));
+    await index.flush();
+    const odd = new Set(local.ids().filter((id) => id % 2 === 1));
+    const few = new Set([3, 6, 9, 12, 30]);
+    const filters: Array<Parameters<HnswIndex['search']>[2]> = [undefined, odd, few, { exclude: odd }, (id) => id % 5 === 0, ChunkIdSet.of([...odd].slice(0, 40))];
+    for (const q of vectors(8, 22)) {
+      for (const filter of filters) assert.deepEqual(await index.search(q, 7, filter), local.search(q, 7, filter));
+    }
+    assert.deepEqual(await index.search(vs[5]!, 1, new Set([1, 2, 4, 30])), [], 'a set of absent and removed ids');
+  });
+
+  it('never returns an id whose removal was sent, even before the thread applies it', async () => {
+    const { index } = await openThread(freshDir());
+    const vs = vectors(400, 23);
+    vs.forEach((v, i) => index.add(i, v));
+    await index.flush();
+    // Thousands of adds queued ahead of the removals: the searches are answered between slices.
+    vectors(3000, 24).forEach((v, i) => index.add(1000 + i, v));
+    for (let i = 0; i < 400; i += 2) index.remove(i);
+    const answers = await Promise.all(vs.slice(0, 40).map((v) => index.search(v, 5)));
+    for (const hits of answers) assert.ok(hits.every((h) => h.id % 2 === 1 || h.id >= 1000), JSON.stringify(hits));
+    // One removal past the over-fetch limit is still honoured, by filtering inside the search.
+    for (let i = 1; i < 400; i += 2) index.remove(i);
+    for (const hits of await Promise.all(vs.slice(0, 10).map((v) => index.search(v, 5)))) assert.ok(hits.every((h) => h.id >= 1000));
+    await index.flush();
+    assert.equal(index.size, 3000);
+  });
+
+  it('saves the snapshot HnswIndex reads, with every change made before the save, and reopens it', async () => {
+    const dir = freshDir();
+    const { index } = await openThread(dir);
+    const vs = vectors(300, 25);
+    vs.forEach((v, i) => index.add(i, v));
+    await index.save(7);
+    index.add(999, vs[0]!); // after the save: not in it
+    assert.equal(index.snapshotSeq, 7);
+    await index.close();
+    await assert.rejects(index.search(vs[0]!, 1), /closed/);
+    assert.throws(() => index.add(1, vs[0]!), /closed/);
+    const { index: local } = await open(dir);
+    assert.equal(local.size, 300);
+    assert.equal(local.snapshotSeq, 7);
+    const { index: again } = await openThread(dir);
+    assert.equal(again.size, 300);
+    assert.equal(again.snapshotSeq, 7);
+    assert.deepEqual(await again.search(vs[42]!, 3), local.search(vs[42]!, 3));
+  });
+
+  it('reports a damaged snapshot through the logger and starts empty; refuses bad vectors at once', async () => {
+    const dir = freshDir();
+    const { index } = await openThread(dir);
+    vectors(50, 26).forEach((v, i) => index.add(i, v));
+    await index.save(3);
+    const file = path.join(dir, (await readdir(dir)).find((f) => f.endsWith('.hnsw'))!);
+    const bytes = await readFile(file);
+    bytes[bytes.length - 5] = bytes[bytes.length - 5]! ^ 0xff;
+    await writeFile(file, bytes);
+    const { index: loaded, warnings } = await openThread(dir);
+    assert.equal(loaded.size, 0);
+    assert.match(warnings.join('\n'), /damaged/);
+    assert.throws(() => loaded.add(1, new Float32Array(DIM + 1)), /dimensions/);
+    assert.throws(() => loaded.add(-1, new Float32Array(DIM)), /not an integer/);
+    await assert.rejects(loaded.search(new Float32Array(3), 1), /dimensions/);
+    await assert.rejects(HnswWorkerIndex.open({}, { ...context(dir).ctx, dimensions: 0 }), /positive integer/);
+  });
+
+  it('does not keep the process alive: a script that never closes it exits by itself', async () => {
+    const script = [
+      `import { HnswWorkerIndex } from ${JSON.stringify(new URL('../src/indexes/hnsw-worker.ts', import.meta.url).href)};`,
+      `const logger = { debug() {}, info() {}, warn() {}, error() {} };`,
+      `const index = await HnswWorkerIndex.open({}, { logger, dataDir: ${JSON.stringify(root)}, dir: ${JSON.stringify(path.join(root, 'alive'))}, dimensions: 4, modelKey: 'm' });`,
+      `index.add(1, new Float32Array([1, 0, 0, 0]));`,
+      `await index.flush();`,
+      `console.log(JSON.stringify(await index.search(new Float32Array([1, 0, 0, 0]), 1)));`,
+    ].join('\n');
+    const file = path.join(root, 'never-closed.mjs');
+    await writeFile(file, script);
+    const started = Date.now();
+    const { stdout, code } = await new Promise<{ stdout: string; code: number | null }>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), file], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d));
+      const timer = setTimeout(() => (child.kill(), reject(new Error('the process did not exit within 30 s'))), 30_000);
+      child.on('exit', (c) => (clearTimeout(timer), resolve({ stdout: out, code: c })));
+    });
+    assert.equal(code, 0);
+    assert.deepEqual(JSON.parse(stdout), [{ id: 1, distance: 0 }]);
+    assert.ok(Date.now() - started < 30_000);
   });
 });

@@ -200,6 +200,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     const sandbox = sandboxed && !opts.readOnly
       ? new ParseSandbox({ ...limits, logger, dataDir, ...(opts.registryModule === undefined ? {} : { registryModule: opts.registryModule }) })
       : null;
+    let opened: Promise<VectorIndex> | undefined;
     try {
       const configured = await registry.create('embedder', config.embedder.name, config.embedder.options, ctx, `embedder.${config.embedder.name}`);
       const configuredRef: ModelRef = { name: config.embedder.name, options: config.embedder.options, modelKey: configured.modelKey };
@@ -218,12 +219,10 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
         }
       }
       // The three are independent: the graph's file read and the catalog's engine read leave
-      // this thread idle, which building the splitters' tokenizer (~0.5 s of CPU) then fills.
-      const [vectors, catalog, { parsers, fallback, splitters, splitter }] = await Promise.all([
-        openVectorIndex(registry, config, ctx, embedder),
-        Catalog.load(engine),
-        openPlugins(registry, config, ctx, sandbox),
-      ]);
+      // this thread idle for the plugins' set-up.
+      const opening = openVectorIndex(registry, config, ctx, embedder);
+      opened = opening;
+      const [vectors, catalog, { parsers, fallback, splitters, splitter }] = await Promise.all([opening, Catalog.load(engine), openPlugins(registry, config, ctx, sandbox)]);
 
       const index = new LiveIndex(opts, { engine, embedder, vectors, catalog, parsers, fallback, splitter, splitters });
       index.#sandbox = sandbox;
@@ -243,6 +242,8 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
       }
       return index;
     } catch (err) {
+      // A vector index on its own thread is ended, whichever part failed.
+      await opened?.then((v) => v.close?.()).catch(() => {});
       await sandbox?.close().catch(() => {});
       await engine.close().catch(() => {});
       throw err;
@@ -300,8 +301,11 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
         embedded += rows.length;
         this.pipeline.counters.embedded += rows.length;
       }
+      // An index on another thread takes the page before the next one is read: memory stays one page.
+      await vectors.flush?.();
       onPage?.(ids.length);
     }
+    await vectors.flush?.();
     if (removed > 0 || missing.length > 0) {
       this.#opts.logger.info('vector index synced with the store', { model: embedder.modelKey, removed, added: missing.length, embedded });
     }
@@ -316,17 +320,21 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
   async #switchModel(next: { embedder: Embedder; ref: ModelRef }): Promise<void> {
     const { config, registry, logger } = this.#opts;
     const dataDir = resolve(config.data_dir);
-    const vectors = await openVectorIndex(registry, config, { logger, dataDir }, next.embedder);
-    const build: ModelBuild = { embedder: next.embedder, ref: next.ref, done: vectors.size, total: this.catalog.size };
+    // The build is reported from the start: an index on its own thread takes a moment to open.
+    const build: ModelBuild = { embedder: next.embedder, ref: next.ref, done: 0, total: this.catalog.size };
     this.#building = build;
+    const vectors = await openVectorIndex(registry, config, { logger, dataDir }, next.embedder);
+    build.done = vectors.size;
     const previous = this.#embedder;
     const previousDir = vectorDir(dataDir, previous.modelKey);
+    let replaced = null as VectorIndex | null;
     for (;;) {
       build.total = this.catalog.size;
       build.done = [...this.catalog.ids()].filter((id) => vectors.has(id)).length;
       const pass = await this.#fillVectors(next.embedder, vectors, (n) => (build.done += n));
       if (this.#abort.signal.aborted) {
         await vectors.save(this.pipeline.lastSeq).catch(() => {});
+        await vectors.close?.().catch(() => {});
         return;
       }
       if (pass.missing > 64) {
@@ -339,6 +347,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
         if ([...this.catalog.ids()].some((id) => !vectors.has(id))) return false;
         await this.engine.setCursor(ACTIVE_MODEL_CURSOR, JSON.stringify(next.ref));
         this.#embedder = next.embedder;
+        replaced = this.#vectors;
         this.#vectors = vectors;
         this.#queryVectors.clear();
         this.pipeline.useModel(next.embedder, vectors);
@@ -350,6 +359,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     this.#building = null;
     await closeEmbedder(previous);
     await this.#saving;
+    await replaced?.close?.().catch(() => {});
     await rm(previousDir, { recursive: true, force: true });
     logger.info('embedding model switched', { model: next.embedder.modelKey, chunks: this.catalog.size });
   }
@@ -551,7 +561,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
       // hits' rows are one engine call.
       // A filter that keeps few chunks: the engine scans their stored vectors exactly, in the same call.
       const exact = queryVector && req.mode !== 'bm25' && allowed && allowed.size <= rc.exact_vector_max ? { vector: queryVector, model: this.#embedder.modelKey } : null;
-      const vector = queryVector && req.mode !== 'bm25' && !exact ? this.#searchVectors(queryVector, candidates, allowed) : [];
+      const vector = queryVector && req.mode !== 'bm25' && !exact ? await this.#searchVectors(queryVector, candidates, allowed) : [];
       const found = await this.engine.retrieve({
         query: req.query,
         candidates,
@@ -583,10 +593,10 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     return { fusion: this.embedder.lexical ? 'convex' : 'rrf', alpha };
   }
 
-  #searchVectors(query: Float32Array, k: number, allowed: ChunkIdSet | null): LegScore[] {
+  async #searchVectors(query: Float32Array, k: number, allowed: ChunkIdSet | null): Promise<LegScore[]> {
     // `allowed` comes from the catalog, which has no chunk of a commit not switched to yet.
     const pending = this.pipeline.unpublishedVectors;
-    const hits = allowed ? this.#vectors.search(query, k, allowed) : pending.size > 0 ? this.#vectors.search(query, k, (id) => !pending.has(id)) : this.#vectors.search(query, k);
+    const hits = await (allowed ? this.#vectors.search(query, k, allowed) : pending.size > 0 ? this.#vectors.search(query, k, { exclude: pending }) : this.#vectors.search(query, k));
     return hits.map((h) => ({ id: h.id, score: 1 - h.distance }));
   }
 
@@ -720,6 +730,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     // A timer's snapshot may still be writing its files (outside the lock): wait for it.
     await this.#lock.write(async () => {});
     await this.#saving;
+    await this.#vectors.close?.();
     await this.engine.close();
   }
 }

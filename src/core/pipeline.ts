@@ -89,6 +89,12 @@ const FIRST_SYNC_CHUNKS = 256;
 const MIN_SYNC_CHUNKS = 32;
 /** How much one commit moves the pace (an exponential moving average). */
 const PACE_WEIGHT = 0.3;
+/**
+ * Vectors sent ahead to an index on another thread before waiting for it to take them: a
+ * snapshot asked for meanwhile is queued behind at most these, so a long document's vectors
+ * are saved as they go in, and the messages in flight stay a few megabytes.
+ */
+const VECTORS_AHEAD = 2048;
 
 /** What an operation weighs in a commit's size: its chunks, and a delete or a mark counts as one. */
 function commitWeight(p: { chunks: number }): number {
@@ -818,21 +824,28 @@ export class Pipeline {
     const slicer = new Slicer();
     for (const { vectors, modelKey, ids, vecs } of backlog) {
       const needing: number[] = [];
+      let ahead = 0;
+      const add = async (id: number, vec: Float32Array) => {
+        this.#addVector(vectors, id, vec);
+        if (vectors.flush && ++ahead >= VECTORS_AHEAD) {
+          ahead = 0;
+          await vectors.flush();
+        }
+        await slicer.pause();
+      };
       for (let i = 0; i < ids.length; i++) {
         if (this.#abort.signal.aborted) return;
         const vec = vecs[i];
         if (!vec) needing.push(ids[i]!);
-        else this.#addVector(vectors, ids[i]!, vec);
-        await slicer.pause();
+        else await add(ids[i]!, vec);
       }
       for (let i = 0; i < needing.length && !this.#abort.signal.aborted; i += this.#deps.config.embed_batch) {
         const page = needing.slice(i, i + this.#deps.config.embed_batch);
         const stored = await engine.chunkEmbeddings(modelKey, page);
-        for (let j = 0; j < page.length; j++) {
-          if (stored[j]) this.#addVector(vectors, page[j]!, stored[j]!);
-          await slicer.pause();
-        }
+        for (let j = 0; j < page.length; j++) if (stored[j]) await add(page[j]!, stored[j]!);
       }
+      // An index on another thread: the batch is searchable before the catalog switches to it.
+      await vectors.flush?.();
     }
   }
 

@@ -259,11 +259,12 @@ export interface VectorHit {
 }
 
 /**
- * Which ids a vector search may return: a predicate, or the set of accepted ids. Prefer the
- * set when it is at hand: the index can then count the accepted ids for free and search a
- * small set exactly instead of walking the graph past every rejected node.
+ * Which ids a vector search may return: a predicate, the set of accepted ids, or the set of
+ * refused ones (`{ exclude }`, every other id accepted). Prefer a set when it is at hand: the
+ * index can then count the accepted ids for free and search a small set exactly instead of
+ * walking the graph past every rejected node, and a set can cross to an index on another thread.
  */
-export type VectorFilter = ((id: number) => boolean) | ReadonlySet<number>;
+export type VectorFilter = ((id: number) => boolean) | ReadonlySet<number> | { readonly exclude: ReadonlySet<number> };
 
 /** An approximate-nearest-neighbour index over chunk ids (labels). */
 export interface VectorIndex {
@@ -283,9 +284,16 @@ export interface VectorIndex {
    * The `k` nearest live vectors; with `filter`, only ids it accepts, applied inside the
    * search so that `k` hits come back whenever `k` accepted ids exist.
    */
-  search(query: Float32Array, k: number, filter?: VectorFilter): VectorHit[];
+  search(query: Float32Array, k: number, filter?: VectorFilter): VectorHit[] | Promise<VectorHit[]>;
   /** Writes a crash-safe snapshot (temp file + rename) recording `seq`. */
   save(seq: number): Promise<void>;
+  /**
+   * For an index that applies changes elsewhere (another thread): resolves once every change
+   * made before the call is searchable. Without it, a change is searchable when `add` returns.
+   */
+  flush?(): Promise<void>;
+  /** Releases what the index holds (a thread); it is not used afterwards. */
+  close?(): Promise<void>;
 }
 
 // ───────────────────────────── query ─────────────────────────────

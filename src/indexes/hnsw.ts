@@ -8,10 +8,16 @@ import { LivedexError, describeError } from '../core/errors.js';
 import { Slicer } from '../core/slices.js';
 import { definePlugin, type VectorIndexContext } from '../core/registry.js';
 import type { Logger, VectorFilter, VectorHit, VectorIndex } from '../core/types.js';
+import { HnswWorkerIndex } from './hnsw-worker.js';
 
 type Graph = InstanceType<typeof hnswlib.HierarchicalNSW>;
 
 export const hnswOptionsSchema = z.strictObject({
+  /**
+   * Build and search the graph on a thread of its own (see indexes/hnsw-worker.ts): an ingest's
+   * inserts then run beside the rest of the work, and queries are not held behind them.
+   */
+  thread: z.boolean().default(true),
   /** Links per node: more is better recall and more memory. Fixed once an index is built. */
   m: z.number().int().min(2).max(128).default(16),
   /** Candidate list while inserting: more is a better graph and slower inserts. Fixed once built. */
@@ -221,6 +227,10 @@ export class HnswIndex implements VectorIndex {
     const want = Math.min(Math.floor(k), this.#size);
     if (!(want > 0)) return [];
     const q = normalized(query);
+    if (filter !== undefined && 'exclude' in filter) {
+      const refused = filter.exclude;
+      return this.search(query, k, refused.size === 0 ? undefined : (id) => !refused.has(id));
+    }
     const accepts = filter === undefined ? null : typeof filter === 'function' ? filter : (id: number) => filter.has(id);
     const limit = exactLimit(this.#size, want);
 
@@ -552,5 +562,5 @@ export const hnswIndexPlugin = definePlugin({
   name: 'hnsw',
   description: 'HNSW approximate nearest neighbours (hnswlib, cosine) with exact search under selective filters.',
   options: hnswOptionsSchema,
-  create: (options, ctx) => HnswIndex.open(options, ctx),
+  create: (options, ctx) => (options.thread ? HnswWorkerIndex.open(options, ctx) : HnswIndex.open(options, ctx)),
 });

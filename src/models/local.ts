@@ -679,9 +679,11 @@ export class LocalWorkerEmbedder implements Embedder {
 /** Starts a worker thread that loads the model; `ready` rejects (and ends the thread) when it does not load. */
 function spawnWorker(opts: LocalLoadOptions, logger: Logger | undefined): { worker: Worker; ready: Promise<ReadyEvent> } {
   // Under tsx a worker cannot always load `.ts` by itself: a small JavaScript entry registers tsx first.
-  const entry = new URL(extname(fileURLToPath(import.meta.url)) === '.ts' ? './local-boot.mjs' : './local-worker.js', import.meta.url);
+  const ownExtension = extname(fileURLToPath(import.meta.url));
+  const module = new URL(`./local-worker${ownExtension}`, import.meta.url);
+  const entry = ownExtension === '.ts' ? new URL('../core/thread-boot.mjs', import.meta.url) : module;
   const worker = new Worker(entry, {
-    workerData: opts,
+    workerData: { ...opts, livedexThreadModule: module.href },
     ...(opts.maxHeapMb ? { resourceLimits: { maxOldGenerationSizeMb: opts.maxHeapMb } } : {}),
   });
   worker.on('message', (event: LocalWorkerEvent) => {
