@@ -939,12 +939,24 @@ export class FolderSource implements Source {
     }
   }
 
-  /** Turns dirty paths into changes by looking at the disk now (not at what the event said). */
+  /**
+   * Turns dirty paths into changes by looking at the disk now (not at what the event said).
+   * Changes of files the index has go first; new files (a burst copied in) follow a batch at a
+   * time, and a path that turns dirty meanwhile is looked at before the next batch: an edit
+   * never waits in here while the pipeline pushes back on a burst.
+   */
   async #flush(): Promise<void> {
     const skip: Listing['skip'] = (key, reason) => this.#noteSkip(key, reason);
-    while (this.#dirty.size > 0 && !this.#stopped) {
+    let fresh: { abs: string; change: Change }[] = [];
+    while ((this.#dirty.size > 0 || fresh.length > 0) && !this.#stopped) {
+      if (this.#dirty.size === 0) {
+        await this.#emit(fresh.splice(0, BATCH).map((f) => f.change));
+        continue;
+      }
       const paths = [...this.#dirty];
       this.#dirty.clear();
+      const looked = new Set(paths);
+      fresh = fresh.filter((f) => !looked.has(f.abs));
       const states = await mapLimited(paths, STAT_CONCURRENCY, (abs) => this.#lookAt(abs, skip));
       const changes: Change[] = [];
       const vanished: string[] = [];
@@ -960,13 +972,17 @@ export class FolderSource implements Source {
         }
         this.#clearSkip(key);
         if (st !== 'gone' && st !== 'dir') {
-          if (this.#known.get(key) !== versionOf(st)) changes.push({ kind: 'upsert', doc: this.#document(key, { abs, stats: st }), live: true });
+          if (this.#known.get(key) === versionOf(st)) return;
+          const change: Change = { kind: 'upsert', doc: this.#document(key, { abs, stats: st }), live: true };
+          if (this.#known.has(key)) changes.push(change);
+          else fresh.push({ abs, change });
+          this.#emittedMeanwhile?.add(key);
         } else if (this.#known.has(key)) {
           changes.push({ kind: 'delete', key, live: true });
+          this.#emittedMeanwhile?.add(key);
         }
       });
       this.#touchKnownUnder(vanished);
-      for (const c of changes) this.#emittedMeanwhile?.add(c.kind === 'upsert' ? c.doc.key : c.key);
       await this.#emit(changes);
     }
   }
