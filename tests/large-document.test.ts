@@ -26,13 +26,10 @@ const MAX_QUERY_MS = 1500;
 const MAX_HEAP_LEFT_MB = 16;
 /**
  * Resident memory a deleted 31 MB document may leave behind: the vector index keeps its slots
- * for new chunks (~1.7 KB each) and a parse worker its heap until it has been idle a minute;
- * the vector index's own thread keeps the batches of vectors it was sent (57 MB for this
- * document) until its next collection, which an idle thread does not run.
- * Measured: ~140 MB with the graph on the main thread, 180–255 MB with its thread; ~390 MB when
- * freed memory was not given back, ~700 MB when the splitter also kept the text.
+ * for new chunks (~1.7 KB each) and a parse worker its heap until it has been idle a minute.
+ * Measured: ~140 MB; ~390 MB when freed memory was not given back, ~700 MB when the splitter also kept the text.
  */
-const MAX_RSS_LEFT_MB = 300;
+const MAX_RSS_LEFT_MB = 250;
 
 /** Vectors in the snapshot on disk (0 before the first). */
 async function snapshotCount(dir: string): Promise<number> {
