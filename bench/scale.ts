@@ -19,7 +19,7 @@
  *
  * Writes `bench/results/<date>-scale-<scale>.md` and `.json`. Flags: `--skip-limits`,
  * `--skip-push`, `--idle-s 65`, `--qps-s 10`, `--bulk 10000`, `--vector-thread on|off` (the HNSW
- * index on its own thread, the default, or on the main one; off adds `-main-thread` to the file names).
+ * index on its own thread, or on the main one, the default; on adds `-thread` to the file names).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -41,9 +41,9 @@ const qpsS = Number(arg('qps-s', '10'));
 const bulkFiles = Number(arg('bulk', '10000'));
 const skipLimits = process.argv.includes('--skip-limits');
 const skipPush = process.argv.includes('--skip-push');
-const vectorThread = arg('vector-thread', 'on') !== 'off';
+const vectorThread = arg('vector-thread', 'off') === 'on';
 /** The vector index's options beyond the defaults, in every server's config. */
-const vectorIndex = vectorThread ? {} : { vector_index: { hnsw: { thread: false } } };
+const vectorIndex = vectorThread ? { vector_index: { hnsw: { thread: true } } } : {};
 const DIMS = 384;
 const CHUNKS_PER_FILE = 5;
 const log = (s: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
@@ -467,7 +467,7 @@ if (!skipPush) {
 
 const date = new Date().toISOString().slice(0, 10);
 const name = scaleName(scale);
-const stem = `${date}-scale-${name}${vectorThread ? '' : '-main-thread'}`;
+const stem = `${date}-scale-${name}${vectorThread ? '-thread' : ''}`;
 const f0 = (v: number) => (Number.isFinite(v) ? v.toFixed(0) : '–');
 const f1 = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : '–');
 const avgRate = chunks / ingestS;
@@ -506,7 +506,7 @@ const machine = `${cpus().length} cores (${cpus()[0]?.model.trim()}), ${(totalme
 const mem = serving.mem;
 const hnswFile = Object.entries(dataDirParts).find(([k]) => /vector|hnsw/.test(k));
 const md = [
-  `# livedex at ${name} chunks (\`npm run bench -- --scale ${name}${vectorThread ? '' : ' --vector-thread off'}\`), ${date}`,
+  `# livedex at ${name} chunks (\`npm run bench -- --scale ${name}${vectorThread ? ' --vector-thread on' : ''}\`), ${date}`,
   '',
   `Offline \`hashing\` embedder (${DIMS} dims), default config (fs source, reconcile every 30 s), HNSW ${vectorThread ? 'on its own thread' : 'on the main thread'}, M ${hnswOpts.m}, efConstruction ${hnswOpts.ef_construction}, ef ${hnswOpts.ef_search}. ${machine}. Corpus: ${corpus.files} files of ${CHUNKS_PER_FILE} chunk-sized paragraphs of SciFact sentences (bench/synth.ts \`chunkedCorpus\`); the index holds ${chunks} chunks. The server runs in its own process; figures are its own.`,
   '',

@@ -81,7 +81,7 @@ describe('hnsw vector index', () => {
     assert.equal(hnswIndexPlugin.kind, 'vectorIndex');
     assert.equal(hnswIndexPlugin.name, 'hnsw');
     assert.ok(vectorIndexPlugins.includes(hnswIndexPlugin));
-    assert.deepEqual(hnswIndexPlugin.options.parse({}), { thread: true, m: 16, ef_construction: 200, ef_search: 64, initial_capacity: 1024 });
+    assert.deepEqual(hnswIndexPlugin.options.parse({}), { thread: false, m: 16, ef_construction: 200, ef_search: 64, initial_capacity: 1024 });
     assert.throws(() => hnswIndexPlugin.options.parse({ m: 'x' }));
   });
 
@@ -406,10 +406,10 @@ describe('hnsw vector index on its own thread', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('is what the plugin builds by default, and the same index as HnswIndex with thread: false', async () => {
+  it('is what the plugin builds with thread: true, and HnswIndex by default', async () => {
     const { ctx } = context(freshDir());
-    const threaded = await hnswIndexPlugin.create(hnswIndexPlugin.options.parse({}), ctx);
-    const here = await hnswIndexPlugin.create(hnswIndexPlugin.options.parse({ thread: false }), ctx);
+    const threaded = await hnswIndexPlugin.create(hnswIndexPlugin.options.parse({ thread: true }), ctx);
+    const here = await hnswIndexPlugin.create(hnswIndexPlugin.options.parse({}), ctx);
     assert.ok(threaded instanceof HnswWorkerIndex);
     assert.ok(here instanceof HnswIndex);
     await threaded.close!();

@@ -5,6 +5,9 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { embedCounter, get, retrieve, startServer, tempDir, waitFor } from './helpers/livedex.js';
 
+/** The graph on its own thread: a build opens a second one while the first serves. */
+const threaded = { hnsw: { thread: true } };
+
 /** Queries with a document's whole text: an exact match, whatever the hash collisions of a small model. */
 const textOf = (i: number) => `Document ${i} is about subject${i % 7} and keyword${i}.`;
 
@@ -29,14 +32,14 @@ describe('changing the embedding model', () => {
   });
 
   it('keeps answering with the previous model during the rebuild, then answers from the new one; a restart mid-rebuild resumes', async () => {
-    const first = await startServer(folder.path, { dataDir: data.path, config: { embedder: { hashing: { dimensions: 384 } } } });
+    const first = await startServer(folder.path, { dataDir: data.path, config: { embedder: { hashing: { dimensions: 384 } }, vector_index: threaded } });
     await first.ready;
     const oldModel = first.index.model.active;
     await first.close();
 
     // The new model is slow: 60 chunks, 8 per call, 150 ms a call.
     const slow = { 'slow-hashing': { dimensions: 256, delay_ms: 150 } };
-    const config = { embedder: slow, pipeline: { embed_batch: 8 } };
+    const config = { embedder: slow, pipeline: { embed_batch: 8 }, vector_index: threaded };
     embedCounter.reset();
     const second = await startServer(folder.path, { dataDir: data.path, config });
     await second.ready;
@@ -55,7 +58,7 @@ describe('changing the embedding model', () => {
     // The build is held open (gate) until the test has written a document during it.
     const gate = join(data.path, 'gate');
     await writeFile(gate, '');
-    const gated = { embedder: { 'slow-hashing': { dimensions: 256, delay_ms: 150, gate } }, pipeline: { embed_batch: 8 } };
+    const gated = { embedder: { 'slow-hashing': { dimensions: 256, delay_ms: 150, gate } }, pipeline: { embed_batch: 8 }, vector_index: threaded };
     const third = await startServer(folder.path, { dataDir: data.path, config: gated });
     try {
       assert.equal(third.index.model.active, oldModel, 'still the previous model after the restart');

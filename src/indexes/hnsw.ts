@@ -15,9 +15,10 @@ type Graph = InstanceType<typeof hnswlib.HierarchicalNSW>;
 export const hnswOptionsSchema = z.strictObject({
   /**
    * Build and search the graph on a thread of its own (see indexes/hnsw-worker.ts): an ingest's
-   * inserts then run beside the rest of the work, and queries are not held behind them.
+   * inserts then run beside the rest of the work, and queries are not held behind them. Off by
+   * default until the thread gives back the memory of a large document it was sent.
    */
-  thread: z.boolean().default(true),
+  thread: z.boolean().default(false),
   /** Links per node: more is better recall and more memory. Fixed once an index is built. */
   m: z.number().int().min(2).max(128).default(16),
   /** Candidate list while inserting: more is a better graph and slower inserts. Fixed once built. */
