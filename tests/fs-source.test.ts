@@ -129,6 +129,7 @@ describe('folder source (fs)', () => {
       exclude: [],
       reconcile_interval_s: 30,
       debounce_ms: 50,
+      debounce_max_ms: 500,
       follow_symlinks: false,
       exclude_dirs: [],
       skipped_listed: 100,
@@ -275,6 +276,25 @@ describe('folder source (fs)', () => {
     assert.deepEqual(ctx.changes, []);
   });
 
+
+  it('looks at a file written without a pause once debounce_max_ms has passed, not only when the writes stop', async () => {
+    const dir = await folder({ 'log.md': 'line 0' });
+    const { ctx } = await started({ path: dir, debounce_ms: 200, debounce_max_ms: 600 });
+    ctx.clear();
+    const file = path.join(dir, 'log.md');
+    // A write every 20 ms: the file is never quiet for the 200 ms debounce.
+    const until = Date.now() + 2400;
+    let n = 0;
+    while (Date.now() < until) {
+      await writeFile(file, `line ${++n}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const whileWriting = upserts(ctx.changes).length;
+    assert.ok(whileWriting >= 2, `the file was emitted while it was written (${whileWriting} times in 2.4 s)`);
+    // And the last write is emitted once the file is quiet (a version is mtime and size).
+    const last = await stat(file);
+    await waitFor('the last write', () => ctx.versions.get(`${dir}/log.md`) === `${Math.trunc(last.mtimeMs)}:${last.size}`);
+  });
   it('follows directories as they are created, renamed and deleted', async () => {
     const dir = await folder({ 'top.md': 't' });
     const { ctx } = await started({ path: dir });

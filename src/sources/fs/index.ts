@@ -26,6 +26,8 @@ export const fsSourceOptionsSchema = z.strictObject({
   reconcile_interval_s: z.number().min(0).default(30),
   /** Quiet time per path before a watcher event is turned into a change. */
   debounce_ms: z.number().int().min(0).default(50),
+  /** Longest a path written without a pause waits: after this long it is looked at even though events keep coming. */
+  debounce_max_ms: z.number().int().min(0).default(500),
   /** Follows symbolic links that stay inside the folder. */
   follow_symlinks: z.boolean().default(false),
   /** Directories never entered (the pipeline passes its data directory when it lies inside the folder). */
@@ -164,6 +166,8 @@ export class FolderSource implements Source {
   #checkingRoot = false;
   #interval: NodeJS.Timeout | null = null;
   readonly #timers = new Map<string, NodeJS.Timeout>();
+  /** When each debounced path's first event since it was last looked at came (ms). */
+  readonly #touchedSince = new Map<string, number>();
   readonly #rescans = new Map<string, NodeJS.Timeout>();
   /** Directories where the watcher saw a name that is not UTF-8, to be listed as bytes. */
   readonly #nameChecks = new Map<string, NodeJS.Timeout>();
@@ -322,6 +326,7 @@ export class FolderSource implements Source {
     this.#rootTimer = null;
     for (const t of [...this.#timers.values(), ...this.#rescans.values(), ...this.#nameChecks.values()]) clearTimeout(t);
     this.#timers.clear();
+    this.#touchedSince.clear();
     this.#rescans.clear();
     this.#nameChecks.clear();
     this.#closeWatcher();
@@ -833,18 +838,27 @@ export class FolderSource implements Source {
     this.#watcher = watcher;
   }
 
-  /** Debounces a path; when quiet for `debounce_ms`, it is checked against the disk. */
+  /**
+   * Debounces a path; when quiet for `debounce_ms`, it is checked against the disk. A path
+   * written without a pause (a log, a file saved by a tool every few ms) is checked once
+   * `debounce_max_ms` has passed since its first event, or it would never be indexed.
+   */
   #touch(abs: string): void {
     if (this.#stopped) return;
     const prev = this.#timers.get(abs);
     if (prev) clearTimeout(prev);
+    const now = Date.now();
+    const since = this.#touchedSince.get(abs) ?? now;
+    this.#touchedSince.set(abs, since);
+    const { debounce_ms, debounce_max_ms } = this.#opts;
     this.#timers.set(
       abs,
       setTimeout(() => {
         this.#timers.delete(abs);
+        this.#touchedSince.delete(abs);
         this.#dirty.add(abs);
         this.#queueFlush();
-      }, this.#opts.debounce_ms),
+      }, Math.max(0, Math.min(debounce_ms, since + Math.max(debounce_max_ms, debounce_ms) - now))),
     );
   }
 
