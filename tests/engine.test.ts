@@ -334,6 +334,33 @@ describe('engine: commits and the chunk diff', () => {
     });
   });
 
+  it('defers a cache deletion only for a lookup that found an entry marked unused, not for every lookup', async () => {
+    await withEngine(async (engine) => {
+      await engine.commit(MODEL, [upsert('live', ['kept text']), upsert('gone', ['old text'])]);
+      await engine.commit(MODEL, [{ op: 'delete', key: 'gone' }]);
+      const pass = (quietLookups: number | null) => engine.pruneEmbeddings({ keepModels: [MODEL], graceMs: 0, limit: 100, quietLookups });
+      // The first pass marks "old text" unused; nothing is past a grace period yet.
+      assert.equal((await pass(null)).marked, 1);
+
+      // Lookups that miss or find entries in use (what a busy pipeline does all the time) do not hold deletion back.
+      const before = engine.markedLookupCount;
+      await engine.lookupEmbeddings(MODEL, [sha256('kept text'), sha256('never seen')]);
+      assert.equal(engine.markedLookupCount, before);
+      // A lookup that finds the marked entry after the caller read the count does.
+      await engine.lookupEmbeddings(MODEL, [sha256('old text')]);
+      assert.equal(engine.markedLookupCount, before + 1);
+      const held = await pass(before);
+      assert.deepEqual([held.deleted, held.deferred], [0, 1], 'deferred: its document may be between lookup and commit');
+      assert.notEqual((await engine.lookupEmbeddings(MODEL, [sha256('old text')]))[0], null);
+
+      const quiet = engine.markedLookupCount;
+      await engine.lookupEmbeddings(MODEL, [sha256('kept text')]);
+      const done = await pass(quiet);
+      assert.deepEqual([done.deleted, done.deferred], [1, 0]);
+      assert.deepEqual(await engine.lookupEmbeddings(MODEL, [sha256('old text'), sha256('kept text')]).then((v) => v.map((x) => x !== null)), [false, true]);
+    });
+  });
+
   it('stores embeddings computed outside a commit (putEmbeddings) in the cache', async () => {
     await withEngine(async (engine) => {
       const v = new Float32Array([0.6, 0.8, 0]);

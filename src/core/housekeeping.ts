@@ -161,9 +161,9 @@ export class Housekeeper {
     const graceMs = config.cache_grace_s * 1000;
     let after: EmbeddingBatch['next'] = null;
     while (!this.#stopped) {
-      // The engine deletes only if no lookup starts during the batch; a document whose lookup
-      // came earlier and whose entry goes meanwhile is committed again with its vectors.
-      const quietLookups = engine.lookupCount;
+      // The engine deletes only if no lookup finds a marked entry during the batch; a document
+      // whose lookup came earlier and whose entry goes meanwhile is committed again with its vectors.
+      const quietLookups = engine.markedLookupCount;
       const b = await engine.pruneEmbeddings({ keepModels: this.#deps.keepModels(), graceMs, after, limit: config.batch, quietLookups });
       for (const k of ['scanned', 'marked', 'revived', 'deleted', 'deferred'] as const) result.embeddings[k] += b[k];
       if (!b.next) break;

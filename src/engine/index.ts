@@ -139,7 +139,7 @@ interface NativeEmbeddingBatch {
 
 interface NativeEngine {
   readonly dir: string;
-  readonly lookupCount: number;
+  readonly markedLookupCount: number;
   pruneEmbeddings(pass: {
     keepModels: string[];
     graceMs: number;
@@ -548,8 +548,8 @@ class NativeBackedEngine implements Engine {
     });
   }
 
-  get lookupCount(): number {
-    return this.native.lookupCount;
+  get markedLookupCount(): number {
+    return this.native.markedLookupCount;
   }
 
   pruneEmbeddings(pass: EmbeddingPass): Promise<EmbeddingBatch> {

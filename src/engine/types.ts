@@ -187,8 +187,9 @@ export interface EmbeddingPass {
   /** Entries per batch (one short write transaction). */
   limit: number;
   /**
-   * The `lookupCount` read while no document was between its embedding lookup and its commit.
-   * Entries are deleted only if no lookup started since; absent: mark and revive, delete nothing.
+   * `markedLookupCount` as read before the batch. Entries are deleted only if no lookup found a
+   * marked entry since (a commit that relied on a deleted one is sent again with its vectors);
+   * absent: mark and revive, delete nothing.
    */
   quietLookups?: number | null;
 }
@@ -259,8 +260,8 @@ export interface Engine {
   getCursor(name: string): Promise<string | null>;
   setCursor(name: string, value: string): Promise<void>;
   stats(): Promise<EngineStats>;
-  /** Embedding lookups started so far; see `EmbeddingPass.quietLookups`. */
-  readonly lookupCount: number;
+  /** Embedding lookups so far that found an entry a pass had marked unused; see `EmbeddingPass.quietLookups`. */
+  readonly markedLookupCount: number;
   pruneEmbeddings(pass: EmbeddingPass): Promise<EmbeddingBatch>;
   /** Deletes at most `limit` change-log entries at or below `upTo`, never beyond the text index's committed sequence; resolves with how many. */
   pruneChangeLog(upTo: number, limit: number): Promise<number>;

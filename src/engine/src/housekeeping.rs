@@ -50,25 +50,35 @@ fn now_ms() -> i64 {
 /// Orders embedding lookups against cache deletions.
 ///
 /// The pipeline looks cached vectors up on a reader, then commits chunks that rely on them
-/// without sending the vectors again: deleting an entry between the two would fail that
-/// commit. A deletion batch therefore runs only when no lookup started since the caller saw
-/// the pipeline with nothing in flight (`lookups` unchanged), and holds `gate` exclusively
-/// while it commits, so a lookup either finished before (and was counted) or sees the deletion.
+/// without sending the vectors again: deleting an entry between the two fails that commit, and
+/// the pipeline sends it again with the vectors the lookup gave (which puts the entries back).
+/// To keep that retry rare, a deletion batch runs only when no lookup found an entry a pass
+/// had marked unused (the only entries a batch deletes) since the caller read `count`, and
+/// holds `gate` exclusively while it commits, so such a lookup either counted before or sees
+/// the deletion.
+///
+/// Lookups that miss, or find entries in use, do not count: a pipeline that never pauses looks
+/// something up all the time, and counting every lookup kept the cache from ever being pruned
+/// under continuous edits.
 #[derive(Default)]
 pub struct LookupGuard {
-    lookups: AtomicU64,
+    marked_hits: AtomicU64,
     gate: RwLock<()>,
 }
 
 impl LookupGuard {
     /// Held by a lookup for its whole read.
     pub fn lookup(&self) -> RwLockReadGuard<'_, ()> {
-        self.lookups.fetch_add(1, Ordering::SeqCst);
         self.gate.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Called by a lookup that found a marked entry, before it lets go of `lookup()`'s guard.
+    pub fn found_marked(&self) {
+        self.marked_hits.fetch_add(1, Ordering::SeqCst);
+    }
+
     pub fn count(&self) -> u64 {
-        self.lookups.load(Ordering::SeqCst)
+        self.marked_hits.load(Ordering::SeqCst)
     }
 }
 
@@ -80,7 +90,7 @@ pub struct EmbeddingPass<'a> {
     /// Resume after this (model, text hash); None starts a pass.
     pub after: Option<(String, String)>,
     pub limit: i64,
-    /// The lookup count the caller saw while nothing was in flight; None: mark, never delete.
+    /// `LookupGuard::count` as the caller read it before the batch; None: mark, never delete.
     pub quiet_lookups: Option<u64>,
 }
 
@@ -92,7 +102,7 @@ pub struct EmbeddingBatch {
     /// Entries seen unused before that a chunk uses again.
     pub revived: i64,
     pub deleted: i64,
-    /// Entries past their grace period left in place because lookups were under way.
+    /// Entries past their grace period left in place because a lookup found a marked entry.
     pub deferred: i64,
     /// Where the next batch starts; None when the pass is complete.
     pub next: Option<(String, String)>,

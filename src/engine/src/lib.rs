@@ -219,7 +219,7 @@ pub struct NativeEmbeddingPass {
     pub after_model: Option<String>,
     pub after_hash: Option<String>,
     pub limit: u32,
-    /// The `lookupCount` seen while nothing was in flight; absent: mark only, delete nothing.
+    /// `markedLookupCount` as read before the batch; absent: mark only, delete nothing.
     pub quiet_lookups: Option<i64>,
 }
 
@@ -519,9 +519,12 @@ impl NativeEngine {
         let lookups = self.lookups.clone();
         job(move || {
             let _reading = lookups.lookup();
-            Ok(pack_vectors(inner.read(|c| {
-                store::lookup_embeddings(c, &model, &text_hashes)
-            })?))
+            let (vectors, hit_marked) =
+                inner.read(|c| store::lookup_embeddings(c, &model, &text_hashes))?;
+            if hit_marked {
+                lookups.found_marked();
+            }
+            Ok(pack_vectors(vectors))
         })
     }
 
@@ -658,9 +661,10 @@ impl NativeEngine {
         })
     }
 
-    /// Embedding lookups started so far (see `housekeeping::LookupGuard`).
+    /// Embedding lookups so far that found an entry a pass had marked unused (see
+    /// `housekeeping::LookupGuard`).
     #[napi(getter)]
-    pub fn lookup_count(&self) -> i64 {
+    pub fn marked_lookup_count(&self) -> i64 {
         self.lookups.count() as i64
     }
 

@@ -562,19 +562,33 @@ pub fn all_chunk_texts(
     Ok(())
 }
 
+/// The cached vector of each text hash under `model` (None where there is none), and whether any
+/// of them was an entry a housekeeping pass had marked unused (one a pass may soon delete).
 pub fn lookup_embeddings(
     conn: &Connection,
     model: &str,
     hashes: &[String],
-) -> Result<Vec<Option<Vec<f32>>>> {
-    let mut st =
-        conn.prepare_cached("SELECT vector FROM embeddings WHERE model = ?1 AND text_hash = ?2")?;
+) -> Result<(Vec<Option<Vec<f32>>>, bool)> {
+    // A store opened read-only that no writer of this version has opened yet lacks
+    // `unused_since` (see `housekeeping::ensure_schema`); nothing prunes it, so nothing is marked.
+    const MARKED: &str =
+        "SELECT vector, unused_since IS NOT NULL FROM embeddings WHERE model = ?1 AND text_hash = ?2";
+    let mut st = match conn.prepare_cached(MARKED) {
+        Ok(st) => st,
+        Err(_) => conn.prepare_cached("SELECT vector, 0 FROM embeddings WHERE model = ?1 AND text_hash = ?2")?,
+    };
     let mut out = Vec::with_capacity(hashes.len());
+    let mut hit_marked = false;
     for h in hashes {
-        let v: Option<Vec<u8>> = st.query_row(params![model, h], |r| r.get(0)).optional()?;
-        out.push(v.map(|b| blob_to_vector(&b)));
+        let row: Option<(Vec<u8>, bool)> = st
+            .query_row(params![model, h], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        out.push(row.map(|(b, marked)| {
+            hit_marked |= marked;
+            blob_to_vector(&b)
+        }));
     }
-    Ok(out)
+    Ok((out, hit_marked))
 }
 
 pub fn chunk_embeddings(
