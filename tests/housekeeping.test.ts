@@ -94,7 +94,8 @@ describe('housekeeping over edit cycles', () => {
     let prunedWhileBusy = 0;
     let written = 0;
     const started = Date.now();
-    // Writes faster than the pipeline settles: there is always a document between its lookup and its commit.
+    // Each file is rewritten every few tens of ms, never quiet for the source's debounce: the source hands
+    // it on every debounce_max_ms, and the pipeline looks up and commits all the while.
     for (let c = 200; Date.now() - started < 4000; c++) {
       await Promise.all(Array.from({ length: FILES }, (_, f) => writeFile(join(served.folder, `f${f}.md`), text(f, c))));
       written += FILES;
