@@ -66,6 +66,14 @@ async function open(dir: string, options: HnswOptions = {}, over: Partial<Vector
   return { index: await HnswIndex.open(options, ctx), warnings };
 }
 
+/** Flips the byte `fromEnd` bytes before the end of the graph file saved in `dir`. */
+async function flipGraphByte(dir: string, fromEnd: number): Promise<void> {
+  const file = path.join(dir, (await readdir(dir)).find((f) => f.endsWith('.hnsw'))!);
+  const bytes = await readFile(file);
+  bytes[bytes.length - fromEnd] = bytes[bytes.length - fromEnd]! ^ 0xff;
+  await writeFile(file, bytes);
+}
+
 describe('hnsw vector index', () => {
   let root: string;
   let n = 0;
@@ -319,10 +327,7 @@ describe('hnsw vector index', () => {
     const { index } = await open(dir);
     vectors(50, 13).forEach((v, i) => index.add(i, v));
     await index.save(5);
-    const file = path.join(dir, (await readdir(dir)).find((f) => f.endsWith('.hnsw'))!);
-    const bytes = await readFile(file);
-    bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0xff;
-    await writeFile(file, bytes);
+    await flipGraphByte(dir, 3);
     const { index: loaded, warnings } = await open(dir);
     assert.equal(loaded.size, 0);
     assert.match(warnings.join('\n'), /damaged/);
@@ -478,10 +483,7 @@ describe('hnsw vector index on its own thread', () => {
     const { index } = await openThread(dir);
     vectors(50, 26).forEach((v, i) => index.add(i, v));
     await index.save(3);
-    const file = path.join(dir, (await readdir(dir)).find((f) => f.endsWith('.hnsw'))!);
-    const bytes = await readFile(file);
-    bytes[bytes.length - 5] = bytes[bytes.length - 5]! ^ 0xff;
-    await writeFile(file, bytes);
+    await flipGraphByte(dir, 5);
     const { index: loaded, warnings } = await openThread(dir);
     assert.equal(loaded.size, 0);
     assert.match(warnings.join('\n'), /damaged/);

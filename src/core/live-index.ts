@@ -220,9 +220,8 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
       }
       // The three are independent: the graph's file read and the catalog's engine read leave
       // this thread idle for the plugins' set-up.
-      const opening = openVectorIndex(registry, config, ctx, embedder);
-      opened = opening;
-      const [vectors, catalog, { parsers, fallback, splitters, splitter }] = await Promise.all([opening, Catalog.load(engine), openPlugins(registry, config, ctx, sandbox)]);
+      opened = openVectorIndex(registry, config, ctx, embedder);
+      const [vectors, catalog, { parsers, fallback, splitters, splitter }] = await Promise.all([opened, Catalog.load(engine), openPlugins(registry, config, ctx, sandbox)]);
 
       const index = new LiveIndex(opts, { engine, embedder, vectors, catalog, parsers, fallback, splitter, splitters });
       index.#sandbox = sandbox;

@@ -9,12 +9,11 @@
  * `search` is answered by the thread between two slices of changes: it sees every change flushed
  * before it (and perhaps later ones), and never an id removed before it.
  */
-import { extname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ChunkIdSet } from '../core/catalog.js';
 import { describeError, LivedexError, type ErrorCode } from '../core/errors.js';
 import type { VectorIndexContext } from '../core/registry.js';
+import { threadEntry } from '../core/threads.js';
 import type { Logger, VectorFilter, VectorHit, VectorIndex } from '../core/types.js';
 import type { HnswOptions } from './hnsw.js';
 
@@ -58,10 +57,7 @@ export type FromThread =
 const BATCH = 1024;
 const MAX_ID = 0xffff_ffff;
 
-// Under tsx a worker cannot always load `.ts` by itself: a small JavaScript entry registers tsx first.
-const ownExtension = extname(fileURLToPath(import.meta.url));
-const THREAD_MODULE = new URL(`./hnsw-thread${ownExtension}`, import.meta.url);
-const ENTRY = ownExtension === '.ts' ? new URL('../core/thread-boot.mjs', import.meta.url) : THREAD_MODULE;
+const THREAD = threadEntry(import.meta.url, 'hnsw-thread');
 
 /** The live ids: a growable bitmap with a count. */
 class IdBits {
@@ -152,7 +148,7 @@ export class HnswWorkerIndex implements VectorIndex {
       throw new LivedexError('config_error', `vector index: dimensions must be a positive integer, got ${ctx.dimensions}`);
     }
     const data: ThreadData = { options, dimensions: ctx.dimensions, modelKey: ctx.modelKey, dir: ctx.dir, dataDir: ctx.dataDir };
-    const worker = new Worker(ENTRY, { workerData: { ...data, livedexThreadModule: THREAD_MODULE.href } });
+    const worker = new Worker(THREAD.entry, { workerData: { ...data, ...THREAD.workerData } });
     const index = new HnswWorkerIndex(worker, ctx);
     const opened = new Promise<Extract<FromThread, { t: 'opened' }>>((resolve, reject) => {
       worker.on('message', (m: FromThread) => {

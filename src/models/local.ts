@@ -2,13 +2,13 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename, extname, isAbsolute, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { basename, isAbsolute, join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
 import { callOptions, QUERY_DEFAULTS, wrapEmbedder, type CallingEmbedder } from '../core/calls.js';
 import { describeError, LivedexError, markTransient } from '../core/errors.js';
 import { definePlugin } from '../core/registry.js';
+import { threadEntry } from '../core/threads.js';
 import type { Embedder, Logger } from '../core/types.js';
 import type { LocalWireError, LocalWorkerEvent, LocalWorkerRequest } from './local-worker.js';
 
@@ -678,12 +678,9 @@ export class LocalWorkerEmbedder implements Embedder {
 
 /** Starts a worker thread that loads the model; `ready` rejects (and ends the thread) when it does not load. */
 function spawnWorker(opts: LocalLoadOptions, logger: Logger | undefined): { worker: Worker; ready: Promise<ReadyEvent> } {
-  // Under tsx a worker cannot always load `.ts` by itself: a small JavaScript entry registers tsx first.
-  const ownExtension = extname(fileURLToPath(import.meta.url));
-  const module = new URL(`./local-worker${ownExtension}`, import.meta.url);
-  const entry = ownExtension === '.ts' ? new URL('../core/thread-boot.mjs', import.meta.url) : module;
-  const worker = new Worker(entry, {
-    workerData: { ...opts, livedexThreadModule: module.href },
+  const thread = threadEntry(import.meta.url, 'local-worker');
+  const worker = new Worker(thread.entry, {
+    workerData: { ...opts, ...thread.workerData },
     ...(opts.maxHeapMb ? { resourceLimits: { maxOldGenerationSizeMb: opts.maxHeapMb } } : {}),
   });
   worker.on('message', (event: LocalWorkerEvent) => {
