@@ -9,7 +9,7 @@ import { describeError, isTransientError, LivedexError } from './errors.js';
 import type { RwLock } from './rwlock.js';
 import { mapInSlices, Slicer } from './slices.js';
 import { describeStorageProblem, storageProblem } from './storage-error.js';
-import type { DocumentSettled } from './telemetry.js';
+import type { DocumentSettled, PipelineCounters } from './telemetry.js';
 import type { Change, Embedder, IndexChange, Logger, Metadata, Parser, SourceDocument, Splitter, VectorIndex } from './types.js';
 
 export interface PipelineDeps {
@@ -28,23 +28,8 @@ export interface PipelineDeps {
   splitters?: ReadonlyMap<string, Splitter>;
   logger: Logger;
   config: PipelineConfig;
-}
-
-/** Counters for tests, `status` and metrics. */
-export interface PipelineCounters {
-  /** Documents read and parsed (content unchanged documents are not parsed). */
-  parsed: number;
-  /** Texts sent to the embedder (cache misses). */
-  embedded: number;
-  /** Texts whose embedding came from the store (chunk diff hits). */
-  embeddingsReused: number;
-  committed: number;
-  failed: number;
-  deleted: number;
-  /** Store commits of live edits (each committed at once, ahead of a sync backlog). */
-  editCommits: number;
-  /** Store commits of everything else (listings, reconciles: grouped in batches). */
-  syncCommits: number;
+  /** The store's last change-log sequence when the pipeline starts. */
+  lastSeq: number;
 }
 
 /** Vectors of committed chunks still to go into a vector index (after the switch, in slices). */
@@ -112,12 +97,11 @@ function isMissingFile(err: unknown): boolean {
 
 export class Pipeline {
   readonly counters: PipelineCounters = { parsed: 0, embedded: 0, embeddingsReused: 0, committed: 0, failed: 0, deleted: 0, editCommits: 0, syncCommits: 0 };
-  /** The last change-log sequence committed by this pipeline. */
-  lastSeq = 0;
-  /** Set when a commit changed the vector index since the last snapshot. */
-  vectorsDirty = false;
+  #lastSeq: number;
+  /** Set when the vector index changed since the last snapshot. */
+  #vectorsDirty = false;
   /** Chunks of a commit not yet switched to whose vectors are already in: vector queries skip them. */
-  readonly unpublishedVectors = new Set<number>();
+  readonly #unpublishedVectors = new Set<number>();
 
   #deps: PipelineDeps;
   // Latest change per key, in arrival order; a newer change for a queued key replaces it.
@@ -160,8 +144,41 @@ export class Pipeline {
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
+    this.#lastSeq = deps.lastSeq;
     // Every parse and embed in flight listens on the one shutdown signal.
     setMaxListeners(0, this.#abort.signal);
+  }
+
+  /** The last change-log sequence committed (the store's at the start, then this pipeline's). */
+  get lastSeq(): number {
+    return this.#lastSeq;
+  }
+
+  /** Chunks of a commit not yet switched to whose vectors are already in: vector queries skip them. */
+  get unpublishedVectors(): ReadonlySet<number> {
+    return this.#unpublishedVectors;
+  }
+
+  /** True when the vector index changed since the last snapshot began. */
+  get vectorsDirty(): boolean {
+    return this.#vectorsDirty;
+  }
+
+  /** Says the vector index changed outside a commit (filled from the store, a save that failed). */
+  markVectorsDirty(): void {
+    this.#vectorsDirty = true;
+  }
+
+  /** A snapshot begins (under the write lock): what changes from here on needs the next one. */
+  takeVectorsDirty(): boolean {
+    const dirty = this.#vectorsDirty;
+    this.#vectorsDirty = false;
+    return dirty;
+  }
+
+  /** Counts texts embedded outside the pipeline (a vector index filled from the store). */
+  countEmbedded(texts: number): void {
+    this.counters.embedded += texts;
   }
 
   /** Switches the model new chunks are embedded with and the vector index they go to (under the write lock). */
@@ -592,22 +609,22 @@ export class Pipeline {
       // The new chunks' vectors go in before the switch, in slices: a vector query skips them
       // until the catalog has them, so it sees the previous version whole, then the new one.
       backlog = this.#vectorBacklog(result, fresh);
-      for (const b of backlog) for (const id of b.ids) this.unpublishedVectors.add(id);
+      for (const b of backlog) for (const id of b.ids) this.#unpublishedVectors.add(id);
       try {
         await this.#addVectors(backlog);
         await lock.write(async () => {
           await engine.publish().catch((err: unknown) => logger.warn('text index not reloaded after a commit', { error: describeError(err) }));
           this.#apply(result, fresh);
           // In the same step: a snapshot waiting for this lock records this commit's sequence.
-          this.lastSeq = Math.max(this.lastSeq, result.seq);
-          this.unpublishedVectors.clear();
+          this.#lastSeq = Math.max(this.#lastSeq, result.seq);
+          this.#unpublishedVectors.clear();
           if (this.#deps.embedder.modelKey === model) return;
           // The model switched during the commit: the catalog follows the store, and the new
           // model's vectors come from processing these documents again.
           for (const p of fresh) if (p.op.op === 'upsert') p.redo?.();
         });
       } finally {
-        this.unpublishedVectors.clear();
+        this.#unpublishedVectors.clear();
       }
       committed = fresh;
       this.#releaseMemoryAfter(result);
@@ -810,7 +827,7 @@ export class Pipeline {
         catalog.setDocument(doc.key, doc.current, op.chunks.map((c) => c.metadata));
         this.counters.committed++;
       }
-      if (doc.removed.length > 0 || doc.added.length > 0) this.vectorsDirty = true;
+      if (doc.removed.length > 0 || doc.added.length > 0) this.#vectorsDirty = true;
     }
   }
 
@@ -868,7 +885,7 @@ export class Pipeline {
   /** Adds one vector; a snapshot begun meanwhile has not got it, so the next one must be written. */
   #addVector(vectors: VectorIndex, id: number, vec: Float32Array): void {
     vectors.add(id, vec);
-    this.vectorsDirty = true;
+    this.#vectorsDirty = true;
   }
 }
 

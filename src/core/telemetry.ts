@@ -6,8 +6,24 @@
  */
 import type { CallCounters } from './calls.js';
 import type { HousekeepingCounters } from './housekeeping.js';
-import type { PipelineCounters } from './pipeline.js';
 import type { SandboxCounters } from './sandbox.js';
+
+/** Counters for tests, `status` and metrics. */
+export interface PipelineCounters {
+  /** Documents read and parsed (content unchanged documents are not parsed). */
+  parsed: number;
+  /** Texts sent to the embedder (cache misses). */
+  embedded: number;
+  /** Texts whose embedding came from the store (chunk diff hits). */
+  embeddingsReused: number;
+  committed: number;
+  failed: number;
+  deleted: number;
+  /** Store commits of live edits (each committed at once, ahead of a sync backlog). */
+  editCommits: number;
+  /** Store commits of everything else (listings, reconciles: grouped in batches). */
+  syncCommits: number;
+}
 
 /** The state a document settled in after one commit. */
 export type SettledState = 'indexed' | 'failed' | 'pending' | 'deleted';
