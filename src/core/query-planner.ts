@@ -13,9 +13,6 @@ import type { ServingModel } from './model-switch.js';
 import type { RwLock } from './rwlock.js';
 import type { Embedder, Hit, Logger, RetrieveRequest } from './types.js';
 
-/** Query vectors kept (the oldest goes first): a repeated query is not embedded again. */
-const QUERY_VECTORS = 512;
-
 export interface QueryPlannerDeps {
   config: LivedexConfig;
   engine: Engine;
@@ -30,9 +27,6 @@ export interface QueryPlannerDeps {
 
 export class QueryPlanner {
   readonly #deps: QueryPlannerDeps;
-  readonly #queryVectors = new Map<string, Float32Array>();
-  /** The model the cached query vectors are of: they go when it stops serving. */
-  #cachedModel = '';
 
   constructor(deps: QueryPlannerDeps) {
     this.#deps = deps;
@@ -119,7 +113,9 @@ export class QueryPlanner {
    */
   async #embedQueryOrDegrade(embedder: Embedder, req: RetrieveRequest): Promise<Float32Array | null> {
     try {
-      return await this.#embedQuery(embedder, req.query);
+      // A model that calls out caches its query vectors in its call machine (see `wrapEmbedder`);
+      // an in-process one embeds a query in microseconds.
+      return embedder.embedQuery ? await embedder.embedQuery(req.query) : (await embedder.embed([req.query]))[0]!;
     } catch (err) {
       if (req.mode === 'vector') {
         throw new LivedexError('model_unavailable', `the embedding model ${embedder.modelKey} cannot embed the query: ${describeError(err)}`, { cause: err });
@@ -127,19 +123,5 @@ export class QueryPlanner {
       this.#deps.logger.warn('query embedding failed: answering with BM25 alone', { model: embedder.modelKey, error: describeError(err) });
       return null;
     }
-  }
-
-  async #embedQuery(embedder: Embedder, text: string): Promise<Float32Array> {
-    if (this.#cachedModel !== this.#deps.serving().embedder.modelKey) {
-      this.#queryVectors.clear();
-      this.#cachedModel = this.#deps.serving().embedder.modelKey;
-    }
-    const key = `${embedder.modelKey}\u0000${text}`;
-    const cached = this.#queryVectors.get(key);
-    if (cached) return cached;
-    const vec = embedder.embedQuery ? await embedder.embedQuery(text) : (await embedder.embed([text]))[0]!;
-    if (this.#queryVectors.size >= QUERY_VECTORS) this.#queryVectors.delete(this.#queryVectors.keys().next().value!);
-    this.#queryVectors.set(key, vec);
-    return vec;
   }
 }
