@@ -71,7 +71,7 @@ export async function serve(
   try {
     const answerer = chat ? new Answerer({ index, chat, config: config.answer, logger }) : undefined;
     const security = await securityFor(config, logger);
-    const app = createApp(index, { logger, defaultK: config.retrieval.default_k, maxK: config.retrieval.max_k, ...(answerer ? { answerer } : {}), push: pushRoutes(index, config), signal: stopping.signal, security, mcpSessions: { maxSessions: config.limits.mcp_sessions, sessionIdleMs: config.limits.mcp_session_idle_s * 1000 }, maxResponseBytes: config.limits.max_response_bytes });
+    const app = createApp(index, { logger, defaultK: config.retrieval.default_k, defaultMode: config.retrieval.default_mode, maxK: config.retrieval.max_k, ...(answerer ? { answerer } : {}), push: pushRoutes(index, config), signal: stopping.signal, security, mcpSessions: { maxSessions: config.limits.mcp_sessions, sessionIdleMs: config.limits.mcp_session_idle_s * 1000 }, maxResponseBytes: config.limits.max_response_bytes });
     server = await startServer(app, { host: config.host, port: config.port, headersTimeoutMs: config.limits.header_timeout_ms, requestTimeoutMs: config.limits.body_timeout_ms });
   } catch (err) {
     await chat?.close?.();

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { LivedexError } from '../core/errors.js';
-import type { AnswerApi, DocumentInfo, Hit, IndexStatus, LiveIndexApi, Metadata, Statistics } from '../core/types.js';
+import type { AnswerApi, DocumentInfo, Hit, IndexStatus, LiveIndexApi, Metadata, RetrievalMode, Statistics } from '../core/types.js';
 import {
   AnswerResponseSchema,
   DEFAULT_K,
@@ -50,6 +50,8 @@ export interface ToolDefinition {
 export interface ToolOptions {
   /** `k` when a request gives none (as the REST server). */
   defaultK?: number;
+  /** `mode` when a request gives none (as the REST server). */
+  defaultMode?: RetrievalMode;
   /** The largest `k` accepted (as the REST server). */
   maxK?: number;
   /** Registers `answer` and `summarize` when given. */
@@ -181,7 +183,7 @@ export function buildTools(index: LiveIndexApi, opts: ToolOptions = {}): ToolDef
       output: z.object({ hits: RetrieveResponseSchema }),
       async run(args) {
         const wire = parseArgs(retrieveSchema, args);
-        const found = await index.retrieve(toRetrieveRequest(wire, { k: defaultK }));
+        const found = await index.retrieve(toRetrieveRequest(wire, { k: defaultK, ...(opts.defaultMode ? { mode: opts.defaultMode } : {}) }));
         const hits = hitsWithin(found, maxBytes);
         const left = hits.length < found.length ? `\n\n(${found.length - hits.length} more hits left out: ${hits.length} of ${found.length} fit limits.max_response_bytes)` : '';
         return { structured: { hits }, text: renderHits(wire.query, hits) + left };

@@ -5,7 +5,7 @@ import { methodNotAllowed } from 'hono/method-not-allowed';
 import { getPath } from 'hono/utils/url';
 import { LivedexError } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
-import type { AnswerApi, LiveIndexApi, Logger } from '../core/types.js';
+import type { AnswerApi, LiveIndexApi, Logger, RetrievalMode } from '../core/types.js';
 import { mountMcp, type McpSessionLimits } from '../mcp/http.js';
 import { mountAnswerRoutes } from './answers.js';
 import { errorBody, respondToError } from './errors.js';
@@ -33,6 +33,8 @@ export interface AppOptions {
   logger?: Logger;
   /** `k` when a request gives none (default 3, as Pathway's clients). */
   defaultK?: number;
+  /** `mode` when a request gives none (`retrieval.default_mode`; default hybrid). */
+  defaultMode?: RetrievalMode;
   /** The largest `k` accepted (default 1000); larger asks are a 400. */
   maxK?: number;
   /** Push ingestion (`PUT`/`DELETE /v1/documents/{key}`); absent: those routes say it is off (404). */
@@ -105,7 +107,7 @@ export function createApp(index: LiveIndexApi, opts: AppOptions = {}): Hono {
 
   app.on(['GET', 'POST'], '/v1/retrieve', async (c) => {
     const wire = parseWire(retrieveSchema, coerceWireValues(await readFields(c)));
-    const hits = await index.retrieve(toRetrieveRequest(wire, { k: defaultK }));
+    const hits = await index.retrieve(toRetrieveRequest(wire, { k: defaultK, ...(opts.defaultMode ? { mode: opts.defaultMode } : {}) }));
     return respondWithHits(c, hits, maxResponseBytes);
   });
 
@@ -152,7 +154,7 @@ export function createApp(index: LiveIndexApi, opts: AppOptions = {}): Hono {
   mountPush(app, opts.push);
 
   if (opts.mcp !== false) {
-    mountMcp(app, index, { ...opts.mcpSessions, logger, defaultK, maxK: opts.maxK ?? DEFAULT_MAX_K, maxResponseBytes, ...(opts.answerer ? { answer: opts.answerer } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
+    mountMcp(app, index, { ...opts.mcpSessions, logger, defaultK, ...(opts.defaultMode ? { defaultMode: opts.defaultMode } : {}), maxK: opts.maxK ?? DEFAULT_MAX_K, maxResponseBytes, ...(opts.answerer ? { answer: opts.answerer } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
   }
 
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { LivedexError } from '../core/errors.js';
-import type { AnswerRequest, ListDocumentsRequest, RetrieveRequest, SummarizeRequest } from '../core/types.js';
+import type { AnswerRequest, ListDocumentsRequest, RetrievalMode, RetrieveRequest, SummarizeRequest } from '../core/types.js';
 
 /** Pathway's clients default `k` to 3; so do we. */
 export const DEFAULT_K = 3;
@@ -71,7 +71,7 @@ export function retrieveRequestSchema(opts: { maxK?: number } = {}) {
       .nullish()
       .describe(`How many hits to return, 1 to ${maxK}; null or absent means ${DEFAULT_K}.`),
     ...filterFields,
-    mode: RetrievalModeSchema.nullish().describe('hybrid (default), vector or bm25.'),
+    mode: RetrievalModeSchema.nullish().describe('hybrid, vector or bm25; null or absent means retrieval.default_mode (hybrid unless configured).'),
     fusion: FusionSchema.nullish().describe('rrf or convex (default: rrf with a semantic embedder, convex leaning on bm25 with the offline lexical one); giving alpha implies convex.'),
     alpha: z
       .number({ error: (iss) => `alpha must be a number from 0 to 1 (got ${shown(iss.input)})` })
@@ -290,7 +290,7 @@ export function parseWire<S extends z.ZodType>(schema: S, input: unknown): z.out
 }
 
 /** Turns a validated `/v1/retrieve` body into the index's request, applying defaults. */
-export function toRetrieveRequest(wire: RetrieveRequestWire, defaults: { k?: number } = {}): RetrieveRequest {
+export function toRetrieveRequest(wire: RetrieveRequestWire, defaults: { k?: number; mode?: RetrievalMode } = {}): RetrieveRequest {
   if (wire.alpha != null && wire.fusion === 'rrf') {
     throw new LivedexError('invalid_request', 'alpha applies to convex fusion only: drop fusion or set it to convex', {
       field: 'alpha',
@@ -299,7 +299,7 @@ export function toRetrieveRequest(wire: RetrieveRequestWire, defaults: { k?: num
   const req: RetrieveRequest = {
     query: wire.query,
     k: wire.k ?? defaults.k ?? DEFAULT_K,
-    mode: wire.mode ?? 'hybrid',
+    mode: wire.mode ?? defaults.mode ?? 'hybrid',
     metadataFilter: wire.metadata_filter || null,
     filepathGlobpattern: wire.filepath_globpattern || null,
   };
