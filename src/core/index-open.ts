@@ -35,6 +35,8 @@ export interface OpenOptions {
 export interface OpenedParts {
   dataDir: string;
   engine: Engine;
+  /** The store's last change-log sequence at the open. */
+  lastSeq: number;
   sandbox: ParseSandbox | null;
   /** The model serving queries: the configured one, or the previous one while the configured one builds. */
   embedder: Embedder;
@@ -66,7 +68,8 @@ export async function openParts(opts: OpenOptions): Promise<OpenedParts> {
     throw problem ? new LivedexError('engine_error', describeStorageProblem(problem, dataDir, err), { cause: err }) : err;
   });
   if (engine.textIndexRebuilt && engine.textIndexRebuilt !== 'it does not exist') logger.info('text index rebuilt from the store', { reason: engine.textIndexRebuilt });
-  const reset = claims && detectStoreReset(claims, (await engine.stats()).lastSeq);
+  const { lastSeq } = await engine.stats();
+  const reset = claims && detectStoreReset(claims, lastSeq);
   if (reset) {
     logger.error(describeStoreReset(reset, dataDir), { ...reset });
     await engine.setCursor(STORE_RESET_CURSOR, JSON.stringify(reset));
@@ -103,7 +106,7 @@ export async function openParts(opts: OpenOptions): Promise<OpenedParts> {
     // this thread idle for the plugins' set-up.
     opened = openVectorIndex(registry, config, ctx, embedder);
     const [vectors, catalog, plugins] = await Promise.all([opened, Catalog.load(engine), openPlugins(registry, config, ctx, sandbox)]);
-    return { dataDir, engine, sandbox, embedder, vectors, next, configured, recordConfigured: next === null && active?.modelKey !== built.modelKey, catalog, ...plugins, close };
+    return { dataDir, engine, lastSeq, sandbox, embedder, vectors, next, configured, recordConfigured: next === null && active?.modelKey !== built.modelKey, catalog, ...plugins, close };
   } catch (err) {
     await close();
     throw err;

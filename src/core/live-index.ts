@@ -88,7 +88,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
   #saving: Promise<void> = Promise.resolve();
   #housekeeper: Housekeeper | null = null;
 
-  private constructor(opts: LiveIndexOptions, parts: OpenedParts, lastSeq: number) {
+  private constructor(opts: LiveIndexOptions, parts: OpenedParts) {
     this.#opts = opts;
     this.config = opts.config;
     this.engine = parts.engine;
@@ -112,7 +112,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
       splitters: parts.splitters,
       logger,
       config: config.pipeline,
-      lastSeq,
+      lastSeq: parts.lastSeq,
     });
     const pipeline = this.pipeline;
     const signal = this.#abort.signal;
@@ -131,7 +131,7 @@ export class LiveIndex implements LiveIndexApi, ObservableIndex {
     const parts = await openParts({ config, registry, logger, readOnly, registryModule: opts.registryModule });
     try {
       const { engine, embedder, vectors, next, configured } = parts;
-      const index = new LiveIndex(opts, parts, (await engine.stats()).lastSeq);
+      const index = new LiveIndex(opts, parts);
       const filled = await index.#models.fill(embedder, vectors);
       if (filled.changed) index.pipeline.markVectorsDirty();
       if (!readOnly) {

@@ -191,7 +191,6 @@ export class ModelSwitch {
     const build: ModelBuild = { ...next, done: 0, total: catalog.size };
     this.#building = build;
     const vectors = await openVectorIndex(registry, config, { logger, dataDir }, next.embedder);
-    build.done = vectors.size;
     const previous = this.#serving;
     let switched = false;
     while (!switched) {

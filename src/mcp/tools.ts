@@ -9,6 +9,7 @@ import type { AnswerApi, DocumentInfo, Hit, IndexStatus, LiveIndexApi, Metadata,
 import {
   AnswerResponseSchema,
   DEFAULT_K,
+  DEFAULT_MODE,
   DEFAULT_MAX_K,
   DocumentInfoSchema,
   GetDocumentRequestSchema,
@@ -169,6 +170,7 @@ function parseArgs<S extends z.ZodObject>(schema: S, args: unknown): z.output<S>
  */
 export function buildTools(index: LiveIndexApi, opts: ToolOptions = {}): ToolDefinition[] {
   const defaultK = opts.defaultK ?? DEFAULT_K;
+  const defaultMode = opts.defaultMode ?? DEFAULT_MODE;
   const retrieveSchema = retrieveRequestSchema({ maxK: opts.maxK ?? DEFAULT_MAX_K });
   const maxBytes = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
   const tools: ToolDefinition[] = [
@@ -183,7 +185,7 @@ export function buildTools(index: LiveIndexApi, opts: ToolOptions = {}): ToolDef
       output: z.object({ hits: RetrieveResponseSchema }),
       async run(args) {
         const wire = parseArgs(retrieveSchema, args);
-        const found = await index.retrieve(toRetrieveRequest(wire, { k: defaultK, ...(opts.defaultMode ? { mode: opts.defaultMode } : {}) }));
+        const found = await index.retrieve(toRetrieveRequest(wire, { k: defaultK, mode: defaultMode }));
         const hits = hitsWithin(found, maxBytes);
         const left = hits.length < found.length ? `\n\n(${found.length - hits.length} more hits left out: ${hits.length} of ${found.length} fit limits.max_response_bytes)` : '';
         return { structured: { hits }, text: renderHits(wire.query, hits) + left };

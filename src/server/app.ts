@@ -18,6 +18,7 @@ import { mountSecurity, type SecurityOptions } from './security.js';
 import { mountStatusPage } from './ui/page.js';
 import {
   DEFAULT_K,
+  DEFAULT_MODE,
   DEFAULT_MAX_K,
   ListDocumentsRequestSchema,
   StatisticsRequestSchema,
@@ -81,6 +82,7 @@ const LIST_DOCUMENTS_ROUTES = ['/v1/inputs', '/v2/list_documents', '/v1/pw_list_
 export function createApp(index: LiveIndexApi, opts: AppOptions = {}): Hono {
   const logger = opts.logger ?? silentLogger;
   const defaultK = opts.defaultK ?? DEFAULT_K;
+  const defaultMode = opts.defaultMode ?? DEFAULT_MODE;
   const retrieveSchema = retrieveRequestSchema({ maxK: opts.maxK ?? DEFAULT_MAX_K });
   const maxResponseBytes = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
   const app = new Hono({ getPath: normalizedPath });
@@ -107,7 +109,7 @@ export function createApp(index: LiveIndexApi, opts: AppOptions = {}): Hono {
 
   app.on(['GET', 'POST'], '/v1/retrieve', async (c) => {
     const wire = parseWire(retrieveSchema, coerceWireValues(await readFields(c)));
-    const hits = await index.retrieve(toRetrieveRequest(wire, { k: defaultK, ...(opts.defaultMode ? { mode: opts.defaultMode } : {}) }));
+    const hits = await index.retrieve(toRetrieveRequest(wire, { k: defaultK, mode: defaultMode }));
     return respondWithHits(c, hits, maxResponseBytes);
   });
 
@@ -154,7 +156,7 @@ export function createApp(index: LiveIndexApi, opts: AppOptions = {}): Hono {
   mountPush(app, opts.push);
 
   if (opts.mcp !== false) {
-    mountMcp(app, index, { ...opts.mcpSessions, logger, defaultK, ...(opts.defaultMode ? { defaultMode: opts.defaultMode } : {}), maxK: opts.maxK ?? DEFAULT_MAX_K, maxResponseBytes, ...(opts.answerer ? { answer: opts.answerer } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
+    mountMcp(app, index, { ...opts.mcpSessions, logger, defaultK, defaultMode, maxK: opts.maxK ?? DEFAULT_MAX_K, maxResponseBytes, ...(opts.answerer ? { answer: opts.answerer } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
   }
 
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));

@@ -8,6 +8,8 @@ import type { AnswerRequest, ListDocumentsRequest, RetrievalMode, RetrieveReques
 
 /** Pathway's clients default `k` to 3; so do we. */
 export const DEFAULT_K = 3;
+/** The mode of a retrieve that names none, unless `retrieval.default_mode` says otherwise. */
+export const DEFAULT_MODE: RetrievalMode = 'hybrid';
 /** The largest `k` accepted unless the server is configured otherwise. */
 export const DEFAULT_MAX_K = 1000;
 
@@ -299,7 +301,7 @@ export function toRetrieveRequest(wire: RetrieveRequestWire, defaults: { k?: num
   const req: RetrieveRequest = {
     query: wire.query,
     k: wire.k ?? defaults.k ?? DEFAULT_K,
-    mode: wire.mode ?? defaults.mode ?? 'hybrid',
+    mode: wire.mode ?? defaults.mode ?? DEFAULT_MODE,
     metadataFilter: wire.metadata_filter || null,
     filepathGlobpattern: wire.filepath_globpattern || null,
   };

@@ -165,9 +165,8 @@ export class FolderSource implements Source {
   #rootTimer: NodeJS.Timeout | null = null;
   #checkingRoot = false;
   #interval: NodeJS.Timeout | null = null;
-  readonly #timers = new Map<string, NodeJS.Timeout>();
-  /** When each debounced path's first event since it was last looked at came (ms). */
-  readonly #touchedSince = new Map<string, number>();
+  /** Each debounced path's timer, and when its first event since it was last looked at came (ms). */
+  readonly #debounced = new Map<string, { timer: NodeJS.Timeout; since: number }>();
   readonly #rescans = new Map<string, NodeJS.Timeout>();
   /** Directories where the watcher saw a name that is not UTF-8, to be listed as bytes. */
   readonly #nameChecks = new Map<string, NodeJS.Timeout>();
@@ -324,9 +323,8 @@ export class FolderSource implements Source {
     this.#interval = null;
     if (this.#rootTimer) clearInterval(this.#rootTimer);
     this.#rootTimer = null;
-    for (const t of [...this.#timers.values(), ...this.#rescans.values(), ...this.#nameChecks.values()]) clearTimeout(t);
-    this.#timers.clear();
-    this.#touchedSince.clear();
+    for (const t of [...[...this.#debounced.values()].map((d) => d.timer), ...this.#rescans.values(), ...this.#nameChecks.values()]) clearTimeout(t);
+    this.#debounced.clear();
     this.#rescans.clear();
     this.#nameChecks.clear();
     this.#closeWatcher();
@@ -845,21 +843,18 @@ export class FolderSource implements Source {
    */
   #touch(abs: string): void {
     if (this.#stopped) return;
-    const prev = this.#timers.get(abs);
-    if (prev) clearTimeout(prev);
+    const prev = this.#debounced.get(abs);
+    if (prev) clearTimeout(prev.timer);
     const now = Date.now();
-    const since = this.#touchedSince.get(abs) ?? now;
-    this.#touchedSince.set(abs, since);
+    const since = prev?.since ?? now;
     const { debounce_ms, debounce_max_ms } = this.#opts;
-    this.#timers.set(
-      abs,
-      setTimeout(() => {
-        this.#timers.delete(abs);
-        this.#touchedSince.delete(abs);
-        this.#dirty.add(abs);
-        this.#queueFlush();
-      }, Math.max(0, Math.min(debounce_ms, since + Math.max(debounce_max_ms, debounce_ms) - now))),
-    );
+    const deadline = since + Math.max(debounce_max_ms, debounce_ms);
+    const timer = setTimeout(() => {
+      this.#debounced.delete(abs);
+      this.#dirty.add(abs);
+      this.#queueFlush();
+    }, Math.max(0, Math.min(debounce_ms, deadline - now)));
+    this.#debounced.set(abs, { timer, since });
   }
 
   /** Directories disappeared (deleted, renamed away, replaced): their watches go, and every known document under them is checked. */
