@@ -295,10 +295,13 @@ export function buildCli(): Command {
     // The first sync shows its progress (a bar on a terminal, a line every few seconds otherwise).
     const stopProgress = opts.logLevel === 'silent' ? () => {} : trackProgress(running.index);
     running.synced.finally(stopProgress).catch(() => {});
-    running.synced.then(async () => {
-      const s = await running.index.status();
-      console.log(`initial sync done: ${s.documents.indexed} documents indexed, ${s.documents.failed} failed, ${s.chunks} chunks`);
-    }, () => {});
+    // A signal may close the index between the sync and its status: then there is no line to print.
+    running.synced
+      .then(async () => {
+        const s = await running.index.status();
+        console.log(`initial sync done: ${s.documents.indexed} documents indexed, ${s.documents.failed} failed, ${s.chunks} chunks`);
+      })
+      .catch(() => {});
   });
 
   common(folderOptions(

@@ -91,7 +91,7 @@ describe('templates and livedex init', () => {
     assert.equal(hits[0]?.metadata.path, join(demo, 'docs', 'welcome.md'));
     assert.ok(existsSync(join(demo, '.livedex', 'store.sqlite')), 'the data dir of the app file, relative to where it runs');
     server.proc.kill('SIGTERM');
-    assert.equal(await server.exited, 0);
+    assert.equal(await server.exited, 0, server.stderr.join(''));
   });
 
   /** A model that answers only from a context block holding `fact`, citing it; otherwise it calls no_answer. */
