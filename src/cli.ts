@@ -13,6 +13,7 @@ import { loadConfigFile } from './config-file.js';
 import { formatChecks, runDoctor } from './doctor.js';
 import { initTemplate, listTemplates } from './init.js';
 import { parseConfig, serve, SERVER_FILE } from './livedex.js';
+import { openValidated } from './open.js';
 import { relayStdio, serveStdio } from './mcp/index.js';
 import { builtinRegistry } from './plugins.js';
 import { parseSourceArgs } from './sources/uris.js';
@@ -404,7 +405,7 @@ export function buildCli(): Command {
       await relay.closed;
     } else if (folder || config) {
       if (folder) checkFolder(folder);
-      const index = await LiveIndex.open({ config: config ?? configFor(opts, folder), registry: builtinRegistry(), logger });
+      const { index } = await openValidated(config ?? configFor(opts, folder), { logger, start: false });
       index.start().catch((err) => logger.error('source failed to start', { error: describeError(err) }));
       await serveIndex(index).finally(() => index.close());
     } else {

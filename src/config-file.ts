@@ -11,6 +11,7 @@ import type { z } from 'zod';
 import { LivedexConfig } from './core/config.js';
 import { LivedexError } from './core/errors.js';
 import type { PluginKind, Registry } from './core/registry.js';
+import { loadPluginModules } from './plugins.js';
 
 /** Where the config keys that hold plugin blocks find their plugins. */
 const PLUGIN_KEYS: Record<string, { kind: PluginKind; list: boolean; map?: boolean }> = {
@@ -64,7 +65,24 @@ export async function loadConfigFile(file: string, opts: LoadConfigOptions = {})
   } catch (err) {
     throw new LivedexError('config_error', `${file}: cannot read the config file (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
   }
-  return parseConfigText(text, file, { baseDir: dirname(resolve(file)), ...opts });
+  const baseDir = opts.baseDir ?? dirname(resolve(file));
+  if (opts.registry) {
+    // The plugin modules first: the rest of the file may name their plugins.
+    const { plugins } = parseConfigText(text, file, { ...opts, registry: undefined, baseDir });
+    await loadPluginModules(plugins, opts.registry, baseDir).catch((err: unknown) => {
+      throw err instanceof LivedexError ? new LivedexError('config_error', `${file}: ${err.message}`, { ...(err.field ? { field: err.field } : {}), cause: err.cause }) : err;
+    });
+  }
+  return parseConfigText(text, file, { ...opts, baseDir });
+}
+
+/** Validates a config object; errors name the path at fault. */
+export function parseConfig(input: unknown, origin = 'config'): LivedexConfig {
+  const parsed = LivedexConfig.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  const path = issue.path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i > 0 ? '.' : ''}${String(p)}`)).join('');
+  throw new LivedexError('config_error', `${origin}: ${path || '(root)'}: ${issue.message}`, { field: path });
 }
 
 /** Validates YAML text as an app file; `file` names it in errors. */
@@ -119,6 +137,7 @@ function relativeTo(config: LivedexConfig, baseDir: string): LivedexConfig {
   const fixRef = <T extends { options: Record<string, unknown> }>(r: T): T => ({ ...r, options: fixOptions(r.options) });
   return {
     ...config,
+    plugins: config.plugins.map((p) => fix('path', p) as string),
     data_dir: fix('data_dir', config.data_dir) as string,
     sources: config.sources.map(fixRef),
     parsers: config.parsers.map(fixRef),

@@ -3,12 +3,12 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Answerer } from './core/answer.js';
 import { LivedexConfig } from './core/config.js';
-import { LivedexError } from './core/errors.js';
 import { LiveIndex } from './core/live-index.js';
 import { createLogger } from './core/log.js';
 import { isPushTarget } from './core/push.js';
 import type { Registry } from './core/registry.js';
 import type { Logger } from './core/types.js';
+import { openValidated, type Livedex } from './open.js';
 import { builtinRegistry } from './plugins.js';
 import { createApp, startServer } from './server/index.js';
 import type { PushRouteOptions } from './server/push.js';
@@ -28,14 +28,7 @@ export interface RunningServer {
 /** Where a running server announces itself, so `livedex query` and `status` can find it. */
 export const SERVER_FILE = 'server.json';
 
-/** Validates a config object; errors name the path at fault. */
-export function parseConfig(input: unknown, origin = 'config'): LivedexConfig {
-  const parsed = LivedexConfig.safeParse(input);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
-  const path = issue.path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i > 0 ? '.' : ''}${String(p)}`)).join('');
-  throw new LivedexError('config_error', `${origin}: ${path || '(root)'}: ${issue.message}`, { field: path });
-}
+export { parseConfig } from './config-file.js';
 
 /** Push ingestion reaches the push source once the sources start (after the server listens). */
 function pushRoutes(index: LiveIndex, config: LivedexConfig): PushRouteOptions {
@@ -58,13 +51,14 @@ export async function serve(
   const chat = config.llm
     ? await registry.create('llm', config.llm.name, config.llm.options, { logger, dataDir: resolve(config.data_dir) }, `llm.${config.llm.name}`)
     : null;
-  let index: LiveIndex;
+  let livedex: Livedex;
   try {
-    index = await LiveIndex.open({ config, registry, logger });
+    livedex = await openValidated(config, { registry, logger, start: false });
   } catch (err) {
     await chat?.close?.();
     throw err;
   }
+  const { index } = livedex;
   let server: Awaited<ReturnType<typeof startServer>>;
   // Ends the MCP sessions (their event streams) before the server waits for connections to close.
   const stopping = new AbortController();
@@ -75,15 +69,15 @@ export async function serve(
     server = await startServer(app, { host: config.host, port: config.port, headersTimeoutMs: config.limits.header_timeout_ms, requestTimeoutMs: config.limits.body_timeout_ms });
   } catch (err) {
     await chat?.close?.();
-    await index.close();
+    await livedex.close();
     throw err;
   }
   const serverFile = join(resolve(config.data_dir), SERVER_FILE);
   await writeFile(serverFile, JSON.stringify({ url: server.url, pid: process.pid, started_at: new Date().toISOString() }));
   logger.info('listening', { url: server.url, data_dir: resolve(config.data_dir) });
-  const ready = index.start();
+  const ready = livedex.start();
   ready.catch((err) => logger.error('source failed to start', { error: String(err) }));
-  const synced = ready.then(() => index.synced());
+  const synced = ready.then(() => livedex.synced());
   synced.catch(() => {});
   let closing: Promise<void> | null = null;
   return {
@@ -97,7 +91,7 @@ export async function serve(
         stopping.abort();
         await server.close();
         await chat?.close?.();
-        await index.close();
+        await livedex.close();
         await rm(serverFile, { force: true });
       })()),
   };

@@ -148,6 +148,12 @@ export const LimitsConfig = z.strictObject({
 export const DEFAULT_SPLITTER = 'token';
 
 export const LivedexConfig = z.strictObject({
+  /**
+   * Modules holding third-party plugins (`definePlugin`): npm package names, or `./…` paths
+   * beside the app file. Each module's exports that are plugin definitions (or lists of them)
+   * are registered before the rest of the config is read, so the config can name them.
+   */
+  plugins: z.array(z.string().min(1)).default([]),
   data_dir: z.string().default('./.livedex'),
   host: z.string().default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(8000),
@@ -188,6 +194,8 @@ export const LivedexConfig = z.strictObject({
   sandbox: sandboxConfigSchema.extend({ enabled: z.boolean().default(true) }).prefault({}),
 });
 export type LivedexConfig = z.output<typeof LivedexConfig>;
+/** A config as written (an app file's keys, defaults left out). */
+export type LivedexConfigInput = z.input<typeof LivedexConfig>;
 export type RetrievalConfig = z.output<typeof RetrievalConfig>;
 export type PipelineConfig = z.output<typeof PipelineConfig>;
 export type TextIndexConfig = z.output<typeof TextIndexConfig>;

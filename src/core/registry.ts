@@ -98,3 +98,18 @@ export class Registry {
     return def.create(parsed.data, ctx);
   }
 }
+
+/** True when `value` looks like a plugin definition (a module's export, checked by shape). */
+export function isPluginDefinition(value: unknown): value is PluginDefinition {
+  const d = value as Partial<PluginDefinition> | null;
+  return typeof d === 'object' && d !== null && typeof d.kind === 'string' && typeof d.name === 'string' && typeof d.create === 'function';
+}
+
+/** The plugin definitions a module exports: each export that is one, or a list of them (`default` too). */
+export function pluginsIn(mod: Record<string, unknown>): PluginDefinition[] {
+  const found = new Set<PluginDefinition>();
+  for (const value of Object.values(mod)) {
+    for (const v of Array.isArray(value) ? value : [value]) if (isPluginDefinition(v)) found.add(v);
+  }
+  return [...found];
+}

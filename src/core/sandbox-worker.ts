@@ -1,7 +1,7 @@
 /** @module core/sandbox-worker — runs inside a parse sandbox worker thread: builds the parsers its jobs name, each from its own module, and parses. */
 import { parentPort, workerData } from 'node:worker_threads';
 import { LivedexError, markTransient } from './errors.js';
-import { Registry, type PluginDefinition } from './registry.js';
+import { pluginsIn, Registry } from './registry.js';
 import type { Logger, Metadata, ParsedPart, Parser } from './types.js';
 
 /** One parse job, as posted to a worker (the bytes are transferred when they can be). */
@@ -111,7 +111,7 @@ async function loadRegistry(url: string): Promise<Registry> {
 async function loadParserModule(url: string, name: string): Promise<Registry> {
   try {
     const mod = (await importModule(url)) as Record<string, unknown>;
-    const def = Object.values(mod).find((v): v is PluginDefinition => (v as PluginDefinition | null)?.kind === 'parser' && (v as PluginDefinition).name === name);
+    const def = pluginsIn(mod).find((v) => v.kind === 'parser' && v.name === name);
     if (!def) throw new Error(`${url} exports no parser plugin named "${name}"`);
     return new Registry().register(def);
   } catch (err) {
