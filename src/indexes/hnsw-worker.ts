@@ -15,7 +15,7 @@ import { describeError, LivedexError, type ErrorCode } from '../core/errors.js';
 import type { VectorIndexContext } from '../core/registry.js';
 import { threadEntry } from '../core/threads.js';
 import type { Logger, VectorFilter, VectorHit, VectorIndex } from '../core/types.js';
-import type { HnswOptions } from './hnsw.js';
+import type { HnswOptions } from './hnsw-options.js';
 
 /** What the thread is started with. */
 export interface ThreadData {

@@ -10,28 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { LivedexError } from '../core/errors.js';
 import type { Logger } from '../core/types.js';
 import { LocalEmbedder, type LocalLoadOptions } from './local.js';
-
-/** A request from the main thread. */
-export interface LocalWorkerRequest {
-  id: number;
-  kind: 'document' | 'query';
-  texts: string[];
-}
-
-/** An error as it crosses the thread boundary. */
-export interface LocalWireError {
-  message: string;
-  code?: string;
-  field?: string;
-}
-
-/** What the worker says. */
-export type LocalWorkerEvent =
-  | { kind: 'ready'; modelKey: string; dimensions: number; dir: string; dtype: string; maxTokens: number }
-  | { kind: 'failed'; error: LocalWireError }
-  | { kind: 'result'; id: number; vectors: Float32Array[] }
-  | { kind: 'error'; id: number; error: LocalWireError }
-  | { kind: 'log'; level: 'warn' | 'info'; msg: string };
+import type { LocalWireError, LocalWorkerEvent, LocalWorkerRequest } from './local-wire.js';
 
 const port = parentPort!;
 const post = (event: LocalWorkerEvent, transfer: ArrayBuffer[] = []) => port.postMessage(event, transfer);

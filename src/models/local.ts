@@ -10,7 +10,7 @@ import { describeError, LivedexError, markTransient } from '../core/errors.js';
 import { definePlugin } from '../core/registry.js';
 import { threadEntry } from '../core/threads.js';
 import type { Embedder, Logger } from '../core/types.js';
-import type { LocalWireError, LocalWorkerEvent, LocalWorkerRequest } from './local-worker.js';
+import type { LocalWireError, LocalWorkerEvent, LocalWorkerRequest } from './local-wire.js';
 
 /** Precisions a model directory may hold, and the file name each one loads (`onnx/model<suffix>.onnx`, transformers.js' convention). */
 export const DTYPE_SUFFIXES = {
