@@ -9,6 +9,8 @@ import { after, describe, it } from 'node:test';
 import { openLivedex, definePlugin, LivedexError, type IndexChange, type Livedex } from '../src/index.js';
 import { z } from 'zod';
 import { ROOT, tempDir } from './helpers/livedex.js';
+import { makeMsg } from './helpers/msg.js';
+import { makePdf } from './helpers/pdf.js';
 
 const NOTE_PLUGIN = join(ROOT, 'tests/fixtures/plugins/note-parser.mjs');
 
@@ -97,6 +99,32 @@ describe('livedex as a library', () => {
     assert.equal(hit?.metadata.title, 'Oncall');
     assert.equal(hit?.metadata.tag, 'team', 'the configured options reach the plugin');
     assert.notEqual(hit?.metadata.parse_thread, 0, 'parsed in a worker thread, not the main one');
+  });
+
+  it('reads an attachment with the configured parser of its type, a third-party one included, and leaves a type no configured parser claims', async () => {
+    const { livedex, docs } = await open({}, { config: { plugins: [NOTE_PLUGIN], parsers: [{ note: { tag: 'attached' } }, 'msg', 'text'] } });
+    await writeFile(
+      join(docs, 'mail.msg'),
+      makeMsg({
+        subject: 'Rota attached',
+        from: { name: 'Ada', email: 'ada@example.org' },
+        body: 'See the attachments.',
+        attachments: [
+          { fileName: 'rota.note', content: new TextEncoder().encode('Oncall | The oncall rota changes every Monday.') },
+          { fileName: 'readme.txt', content: new TextEncoder().encode('Plain words about lighthouses.') },
+          { fileName: 'paper.pdf', content: makePdf(['A sketch of the analytical engine.']) },
+        ],
+      }),
+    );
+    await livedex.ready;
+    const note = (await livedex.retrieve('oncall rota', { k: 1, mode: 'bm25' }))[0];
+    assert.equal(note?.metadata.attachment, 'rota.note');
+    assert.equal(note?.metadata.tag, 'attached', 'the plugin parser, with its configured options');
+    assert.equal(note?.metadata.subject, 'Rota attached');
+    assert.equal((await livedex.retrieve('lighthouses', { k: 1, mode: 'bm25' }))[0]?.metadata.attachment, 'readme.txt');
+    const mail = (await livedex.documents()).find((d) => d.metadata.path === join(docs, 'mail.msg'))!;
+    const attached = new Set((await livedex.getDocumentChunks(mail.key))!.map((c) => c.metadata.attachment));
+    assert.deepEqual([...attached].sort(), [undefined, 'readme.txt', 'rota.note'].sort(), 'no configured parser reads .pdf: that attachment is left');
   });
 
   it('takes plugin definitions in-process too, and names a module that exports none', async () => {

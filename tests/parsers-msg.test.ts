@@ -6,7 +6,9 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import CFB from 'cfb';
 import { LivedexError } from '../src/core/errors.js';
-import type { ParsedPart } from '../src/core/types.js';
+import { silentLogger } from '../src/core/log.js';
+import type { AttachmentParsers, ParsedPart, Parser } from '../src/core/types.js';
+import { builtinRegistry } from '../src/plugins.js';
 import { EmlParser } from '../src/parsers/eml.js';
 import { MsgParser } from '../src/parsers/msg.js';
 import { post, retrieve, startServer, tempDir, type TestServer } from './helpers/livedex.js';
@@ -18,7 +20,22 @@ const CHARLES = { name: 'Charles Babbage', email: 'charles@example.org' };
 const MARY = { name: 'Mary Somerville', email: 'mary@example.org' };
 const SENT = new Date('2024-03-05T09:30:00.000Z');
 
-const parse = (bytes: Uint8Array, parser = new MsgParser()): Promise<ParsedPart[]> => parser.parse({ key: 'mail.msg', bytes, extension: '.msg', metadata: {} });
+/** What the pipeline hands a parser: the configured parsers (here every built-in one, with its defaults) for its attachments. */
+async function builtinParsers(): Promise<AttachmentParsers> {
+  const registry = builtinRegistry();
+  const byExtension = new Map<string, Parser>();
+  for (const def of registry.list('parser').filter((d) => !d.optIn)) {
+    const parser = await registry.create('parser', def.name, {}, { logger: silentLogger, dataDir: '.' });
+    for (const ext of parser.extensions) if (!byExtension.has(ext)) byExtension.set(ext, parser);
+  }
+  return (extension) => {
+    const parser = byExtension.get(extension);
+    return parser && ((input) => parser.parse(input));
+  };
+}
+const host = await builtinParsers();
+
+const parse = (bytes: Uint8Array, parser = new MsgParser()): Promise<ParsedPart[]> => parser.parse({ key: 'mail.msg', bytes, extension: '.msg', metadata: {}, parseAttachment: host });
 
 async function failure(promise: Promise<unknown>): Promise<LivedexError> {
   try {
@@ -132,12 +149,12 @@ describe('msg parser', () => {
       '',
     ].join('\r\n');
     const bytes = new TextEncoder().encode(eml);
-    const parts = await new EmlParser().parse({ key: 'fwd.eml', bytes, extension: '.eml', metadata: {} });
+    const parts = await new EmlParser().parse({ key: 'fwd.eml', bytes, extension: '.eml', metadata: {}, parseAttachment: host });
     const loom = parts.filter((p) => p.metadata.attachment === 'loom.msg');
     assert.match(loom[0]!.text, /Punched cards steer the loom/);
     assert.match(loom[0]!.text, /Subject: Loom cards/);
     assert.equal(loom[0]!.metadata.subject, 'Forwarding an Outlook message');
-    const flat = await new EmlParser({ max_depth: 0 }).parse({ key: 'fwd.eml', bytes, extension: '.eml', metadata: {} });
+    const flat = await new EmlParser({ max_depth: 0 }).parse({ key: 'fwd.eml', bytes, extension: '.eml', metadata: {}, parseAttachment: host });
     assert.equal(flat.filter((p) => p.metadata.attachment === 'loom.msg').length, 0);
     assert.match(String((flat[0]!.metadata.attachment_errors as string[])[0]), /^loom\.msg: .*nested deeper than 0/);
   });

@@ -10,7 +10,7 @@ import type { RwLock } from './rwlock.js';
 import { mapInSlices, Slicer } from './slices.js';
 import { describeStorageProblem, storageProblem } from './storage-error.js';
 import type { DocumentSettled, PipelineCounters } from './telemetry.js';
-import type { Change, Embedder, IndexChange, Logger, Metadata, Parser, SourceDocument, Splitter, VectorIndex } from './types.js';
+import type { AttachmentParsers, Change, Embedder, IndexChange, Logger, Metadata, Parser, SourceDocument, Splitter, VectorIndex } from './types.js';
 
 export interface PipelineDeps {
   engine: Engine;
@@ -104,6 +104,11 @@ export class Pipeline {
   readonly #unpublishedVectors = new Set<number>();
 
   #deps: PipelineDeps;
+  /** The configured parsers, for the attachments a parser finds (an e-mail's PDF, an attached message). */
+  readonly #parseAttachment: AttachmentParsers = (extension) => {
+    const parser = this.#deps.parsers.get(extension);
+    return parser && ((input) => parser.parse(input));
+  };
   // Latest change per key, in arrival order; a newer change for a queued key replaces it.
   readonly #queue = new Map<string, Change>();
   /** Live edits, taken before `#queue`; a key is in one of the two at most. */
@@ -439,7 +444,7 @@ export class Pipeline {
     const extension = (doc.extension ?? extname(doc.key)).toLowerCase();
     const parser = this.#deps.parsers.get(extension) ?? this.#deps.fallbackParser;
     if (!parser) throw new LivedexError('parse_failed', `no parser for "${extension || '(no extension)'}" files`);
-    const parts = await parser.parse({ key: doc.key, bytes, extension, metadata, signal: this.#abort.signal });
+    const parts = await parser.parse({ key: doc.key, bytes, extension, metadata, signal: this.#abort.signal, parseAttachment: this.#parseAttachment });
     this.counters.parsed++;
     const drafts = await (this.#deps.splitters?.get(parser.name) ?? splitter).split(parts, metadata);
     if (drafts.length > config.max_chunks_per_document) {

@@ -2,14 +2,22 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { LivedexError, markTransient } from './errors.js';
 import { pluginsIn, Registry } from './registry.js';
-import type { Logger, Metadata, ParsedPart, Parser } from './types.js';
+import type { AttachmentParsers, Logger, Metadata, ParsedPart, Parser } from './types.js';
 
 /** One parse job, as posted to a worker (the bytes are transferred when they can be). */
+/** A parser as a job names it. `module`: where its plugin definition lives; without it the worker loads the whole registry module. */
+export interface WireParserRef {
+  name: string;
+  options: unknown;
+  module?: string;
+}
+
 export interface ParseJob {
   id: number;
-  /** `module`: where the parser's plugin definition lives; without it the worker loads the whole registry module. */
-  parser: { name: string; options: unknown; module?: string };
-  input: { key: string; bytes: Uint8Array; extension: string; metadata: Metadata };
+  parser: WireParserRef;
+  input: { key: string; bytes: Uint8Array; extension: string; metadata: Metadata; depth?: number };
+  /** The configured parsers by extension, for the attachments the parser finds (the first claim of an extension wins). */
+  attachments: Array<[string, WireParserRef]>;
 }
 
 /**
@@ -121,7 +129,7 @@ async function loadParserModule(url: string, name: string): Promise<Registry> {
 }
 
 /** The parser a job names, built once per worker for each name and options, from its own module when the job names one. */
-function parserFor(ref: ParseJob['parser']): Promise<Parser> {
+function parserFor(ref: WireParserRef): Promise<Parser> {
   const id = `${ref.name}\n${ref.module ?? ''}\n${JSON.stringify(ref.options ?? {})}`;
   let parser = parsers.get(id);
   if (!parser) {
@@ -156,7 +164,12 @@ export default async function parseInWorker(job: ParseJob | WakeJob): Promise<Pa
     const parser = await parserFor(job.parser);
     // The time limit counts from here: building the parser is our code, not the file's doing.
     post({ type: 'started', id: job.id });
-    return { ok: true, parts: await parser.parse(job.input) };
+    const byExtension = new Map(job.attachments);
+    const parseAttachment: AttachmentParsers = (extension) => {
+      const ref = byExtension.get(extension);
+      return ref && (async (input) => (await parserFor(ref)).parse({ ...input, parseAttachment }));
+    };
+    return { ok: true, parts: await parser.parse({ ...job.input, parseAttachment }) };
   } catch (err) {
     return { ok: false, error: toWire(err) };
   }

@@ -10,7 +10,7 @@ import { Piscina } from 'piscina';
 import { z } from 'zod';
 import { CallError, type FailureKind } from './calls.js';
 import { describeError, isErrorCode, LivedexError, markTransient } from './errors.js';
-import type { ParseJob, ParseOutcome, SandboxWorkerData, WakeJob, WireError, WorkerEvent } from './sandbox-worker.js';
+import type { ParseJob, ParseOutcome, SandboxWorkerData, WakeJob, WireError, WireParserRef, WorkerEvent } from './sandbox-worker.js';
 import type { Logger, ParsedPart, ParseInput, Parser } from './types.js';
 
 /** The `sandbox` section of the config; also the options of `ParseSandbox`. */
@@ -106,6 +106,9 @@ export class ParseSandbox {
   readonly #waiting = new Map<number, (err: unknown) => void>();
   /** True when the workers build each parser from its own module (the default registry). */
   readonly #parserModules: boolean;
+  /** The wrapped parsers by extension, as a job names them: a worker reads a file's attachments with them. */
+  readonly #byExtension = new Map<string, WireParserRef>();
+  #attachments: Array<[string, WireParserRef]> | null = null;
   readonly #parses = new Map<string, { main: number; worker: number }>();
   #workersStarted = 0;
   #nextId = 0;
@@ -173,6 +176,9 @@ export class ParseSandbox {
    * `in_process` parses files up to `in_process_max_bytes` with `local`, on this thread.
    */
   wrap(local: Parser, ref: ParserRef): Parser {
+    // The first parser wrapped for an extension reads its attachments too (as it reads its files).
+    for (const ext of local.extensions) if (!this.#byExtension.has(ext)) this.#byExtension.set(ext, this.#wireRef(ref));
+    this.#attachments = null;
     const here = this.config.in_process.includes(ref.name);
     const maxHere = Math.min(this.config.in_process_max_bytes, this.config.max_bytes);
     return {
@@ -188,6 +194,10 @@ export class ParseSandbox {
     };
   }
 
+  #wireRef(ref: ParserRef): WireParserRef {
+    return { name: ref.name, options: ref.options ?? {}, ...(this.#parserModules && ref.module !== undefined ? { module: ref.module } : {}) };
+  }
+
   /** Parses `input` in a worker with the parser `ref` names. */
   async parse(ref: ParserRef, input: ParseInput): Promise<ParsedPart[]> {
     if (this.#closed) throw new LivedexError('parse_failed', 'the parse sandbox is closed');
@@ -201,8 +211,9 @@ export class ParseSandbox {
     this.#count(ref.name, 'worker');
     const job: ParseJob = {
       id,
-      parser: { name: ref.name, options: ref.options ?? {}, ...(this.#parserModules && ref.module !== undefined ? { module: ref.module } : {}) },
-      input: { key: input.key, bytes: input.bytes, extension: input.extension, metadata: input.metadata },
+      parser: this.#wireRef(ref),
+      input: { key: input.key, bytes: input.bytes, extension: input.extension, metadata: input.metadata, ...(input.depth ? { depth: input.depth } : {}) },
+      attachments: (this.#attachments ??= [...this.#byExtension]),
     };
     const { buffer, byteOffset, byteLength } = input.bytes;
     const transferList = buffer instanceof ArrayBuffer && byteOffset === 0 && byteLength === buffer.byteLength ? [buffer] : [];

@@ -122,7 +122,18 @@ export interface ParseInput {
   extension: string;
   metadata: Metadata;
   signal?: AbortSignal;
+  /** How deep this input is attached inside other documents (absent or 0: a document of its own). */
+  depth?: number;
+  /**
+   * The configured parser of an attachment's type, handed in by the host (the pipeline, or the
+   * parse worker): undefined when no configured parser claims `extension`. Parsers of containers
+   * (e-mail) send their attachments here, so they are read with the configured options.
+   */
+  parseAttachment?: AttachmentParsers;
 }
+
+/** The host's parsers by extension, for the attachments a parser finds. */
+export type AttachmentParsers = (extension: string) => ((input: ParseInput) => Promise<ParsedPart[]>) | undefined;
 
 /** One unit of parsed text (a page, a slide, a section) with what the parser knew about it. */
 export interface ParsedPart {

@@ -6,7 +6,7 @@ import { LivedexError, describeError } from '../core/errors.js';
 import { definePlugin } from '../core/registry.js';
 import type { Metadata, ParsedPart, ParseInput, Parser } from '../core/types.js';
 import { isBlank } from './decode.js';
-import { documentParsersByExtension, mailParserOptions, withAttachments, type MailAttachment } from './mail.js';
+import { attachmentParser, documentParsersByExtension, mailParserOptions, withAttachments, type MailAttachment } from './mail.js';
 
 export const EML_EXTENSIONS: readonly string[] = ['.eml'];
 
@@ -42,7 +42,7 @@ export class EmlParser implements Parser {
   }
 
   parse(input: ParseInput): Promise<ParsedPart[]> {
-    return this.#parseAt(input, 0);
+    return this.#parseAt(input, input.depth ?? 0);
   }
 
   async #parseAt(input: ParseInput, depth: number): Promise<ParsedPart[]> {
@@ -73,24 +73,14 @@ export class EmlParser implements Parser {
       const isMessage = att.contentType === 'message/rfc822';
       const filename = att.filename ?? (isMessage ? `attachment-${i + 1}.eml` : `attachment-${i + 1}`);
       const extension = isMessage ? '.eml' : extname(filename).toLowerCase();
-      return { filename, extension, bytes: () => att.content, parse: this.#attachmentParser(extension, depth) };
+      return { filename, extension, bytes: () => att.content, parse: this.#attachmentParser(extension, depth, input) };
     });
     return withAttachments(input, headers, parts, attachments);
   }
 
-  /** Where an attachment of `extension` goes: an attached message one level down, else the parser of its type. */
-  #attachmentParser(extension: string, depth: number): MailAttachment['parse'] {
-    if (extension === '.eml' || extension === '.msg') {
-      return async (input) => {
-        if (depth + 1 > this.#opts.max_depth) throw new LivedexError('parse_failed', `attached messages nested deeper than ${this.#opts.max_depth}`);
-        if (extension === '.eml') return this.#parseAt(input, depth + 1);
-        // Imported when needed: the msg parser imports this one for the `.eml` files it carries.
-        const { MsgParser } = await import('./msg.js');
-        return new MsgParser({ max_depth: Math.max(0, this.#opts.max_depth - depth - 1) }).parse(input);
-      };
-    }
-    const parser = this.#parsers().get(extension);
-    return parser && ((input) => parser.parse(input));
+  #attachmentParser(extension: string, depth: number, input: ParseInput): MailAttachment['parse'] {
+    const own = { own: '.eml', self: (i: ParseInput) => this.parse(i), defaults: () => this.#parsers() };
+    return attachmentParser(extension, { depth, maxDepth: this.#opts.max_depth, host: input.parseAttachment, ...own });
   }
 
   async #body(mail: ParsedMail, input: ParseInput): Promise<string> {

@@ -1,7 +1,7 @@
 /** @module parsers/mail — what the e-mail parsers (`eml`, `msg`) share: their options and the parsers their attachments go to. */
 import { z } from 'zod';
-import { describeError } from '../core/errors.js';
-import type { Metadata, ParsedPart, ParseInput, Parser } from '../core/types.js';
+import { describeError, LivedexError } from '../core/errors.js';
+import type { AttachmentParsers, Metadata, ParsedPart, ParseInput, Parser } from '../core/types.js';
 import { CsvParser } from './csv.js';
 import { DocxParser } from './docx.js';
 import { HtmlParser } from './html.js';
@@ -34,6 +34,38 @@ export function documentParsersByExtension(): Map<string, Parser> {
   const byExtension = new Map<string, Parser>();
   for (const p of parsers) for (const ext of p.extensions) if (!byExtension.has(ext)) byExtension.set(ext, p);
   return byExtension;
+}
+
+/** The extensions of attached messages (an `.eml` may carry a `.msg`, and the other way round). */
+const MESSAGE_EXTENSIONS: readonly string[] = ['.eml', '.msg'];
+
+/**
+ * Where an attachment of `extension` goes, for a mail parser reading a message `depth` levels
+ * down. An attached message is read one level down, within `maxDepth`: one of the parser's own
+ * kind by `self` (so its `max_depth` holds all the way down), the other kind by the host's
+ * parser (`input.parseAttachment`: the configured parsers). Other files go to the host's parser
+ * of their type. Without a host (a parser used on its own) they go to the default document
+ * parsers, and a message of the other kind is not read.
+ */
+export function attachmentParser(
+  extension: string,
+  at: { depth: number; maxDepth: number; host: AttachmentParsers | undefined; own: string; self: (input: ParseInput) => Promise<ParsedPart[]>; defaults: () => Map<string, Parser> },
+): MailAttachment['parse'] {
+  const { depth, maxDepth, host } = at;
+  const down = (parse: ((input: ParseInput) => Promise<ParsedPart[]>) | undefined, level: number): MailAttachment['parse'] =>
+    parse && ((input) => parse({ ...input, depth: level, ...(host ? { parseAttachment: host } : {}) }));
+  if (MESSAGE_EXTENSIONS.includes(extension)) {
+    const parse = down(extension === at.own ? at.self : host?.(extension), depth + 1);
+    return (
+      parse &&
+      ((input) => {
+        if (depth + 1 > maxDepth) throw new LivedexError('parse_failed', `attached messages nested deeper than ${maxDepth}`);
+        return parse(input);
+      })
+    );
+  }
+  const parser = host ? host(extension) : at.defaults().get(extension);
+  return down(parser && (typeof parser === 'function' ? parser : (input) => parser.parse(input)), depth + 1);
 }
 
 /** One attachment of a message, as a mail parser finds it. */

@@ -6,8 +6,7 @@ import { describeError, LivedexError } from '../core/errors.js';
 import { definePlugin } from '../core/registry.js';
 import type { Metadata, ParsedPart, ParseInput, Parser } from '../core/types.js';
 import { isBlank } from './decode.js';
-import { EML_EXTENSIONS, EmlParser } from './eml.js';
-import { documentParsersByExtension, mailParserOptions, withAttachments, type MailAttachment } from './mail.js';
+import { attachmentParser, documentParsersByExtension, mailParserOptions, withAttachments, type MailAttachment } from './mail.js';
 
 const MsgReader = msgreader.default;
 
@@ -45,7 +44,7 @@ export class MsgParser implements Parser {
   }
 
   parse(input: ParseInput): Promise<ParsedPart[]> {
-    return this.#parseAt(input, 0);
+    return this.#parseAt(input, input.depth ?? 0);
   }
 
   async #parseAt(input: ParseInput, depth: number): Promise<ParsedPart[]> {
@@ -65,23 +64,14 @@ export class MsgParser implements Parser {
       const embedded = att.innerMsgContent === true;
       const filename = att.fileName ?? att.fileNameShort ?? (embedded ? `${att.name ?? `attachment-${i + 1}`}.msg` : `attachment-${i + 1}`);
       const extension = embedded ? '.msg' : extname(filename).toLowerCase();
-      return [{ filename, extension, bytes: () => reader.getAttachment(att).content, parse: this.#attachmentParser(extension, depth) }];
+      return [{ filename, extension, bytes: () => reader.getAttachment(att).content, parse: this.#attachmentParser(extension, depth, input) }];
     });
     return withAttachments(input, headers, parts, attachments);
   }
 
-  /** Where an attachment of `extension` goes: an attached message one level down, else the parser of its type. */
-  #attachmentParser(extension: string, depth: number): MailAttachment['parse'] {
-    if (extension === '.msg') {
-      return (input) => {
-        if (depth + 1 > this.#opts.max_depth) throw new LivedexError('parse_failed', `attached messages nested deeper than ${this.#opts.max_depth}`);
-        return this.#parseAt(input, depth + 1);
-      };
-    }
-    // An attached `.eml` counts as one level down, with what is left of the depth budget.
-    if (EML_EXTENSIONS.includes(extension)) return (input) => new EmlParser({ max_depth: Math.max(0, this.#opts.max_depth - depth - 1) }).parse(input);
-    const parser = this.#parsers().get(extension);
-    return parser && ((input) => parser.parse(input));
+  #attachmentParser(extension: string, depth: number, input: ParseInput): MailAttachment['parse'] {
+    const own = { own: '.msg', self: (i: ParseInput) => this.parse(i), defaults: () => this.#parsers() };
+    return attachmentParser(extension, { depth, maxDepth: this.#opts.max_depth, host: input.parseAttachment, ...own });
   }
 
   async #body(fields: FieldsData, input: ParseInput): Promise<string> {
