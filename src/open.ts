@@ -9,25 +9,14 @@ import { LivedexError } from './core/errors.js';
 import { LiveIndex } from './core/live-index.js';
 import { createLogger, type LogLevel } from './core/log.js';
 import type { PluginDefinition, Registry } from './core/registry.js';
-import type {
-  DocumentChunk,
-  DocumentInfo,
-  Fusion,
-  Hit,
-  IndexChange,
-  IndexStatus,
-  Logger,
-  Metadata,
-  RetrievalMode,
-  Statistics,
-} from './core/types.js';
+import type { DocumentChunk, DocumentInfo, Fusion, Hit, IndexChange, IndexStatus, Logger, Metadata, RetrievalMode, Statistics } from './core/types.js';
 import { loadConfigFile, parseConfig } from './config-file.js';
 import { builtinRegistry, loadPluginModules } from './plugins.js';
 
 export interface OpenLivedexOptions {
-  /** The config: an app file's keys as an object (defaults filled in), or one already parsed. */
+  /** The config as an object with the app file's keys (what is left out takes its default); see `openValidated` for a parsed one. */
   config?: LivedexConfigInput;
-  /** An app file (YAML) to read the config from, as `livedex serve --config` does; `config` keys win over it. */
+  /** An app file (YAML) to read the config from, as `livedex serve --config` does (instead of `config`). */
   configFile?: string;
   /** Shortcut for one folder source (`sources: [{ fs: { path: folder } }]`), added to the config's sources. */
   folder?: string;
@@ -66,6 +55,8 @@ export class Livedex implements AsyncDisposable {
   readonly index: LiveIndex;
   readonly config: LivedexConfig;
   #ready: Promise<void> | null = null;
+  /** The change iterators open now: closing the index ends them. */
+  readonly #closing = new Set<AbortController>();
 
   constructor(index: LiveIndex, config: LivedexConfig) {
     this.index = index;
@@ -173,8 +164,6 @@ export class Livedex implements AsyncDisposable {
       this.#closing.delete(stop);
     }
   }
-
-  readonly #closing = new Set<AbortController>();
 
   /** Stops the sources, waits for the commits in flight, saves the vector snapshot, closes the store. */
   async close(): Promise<void> {
