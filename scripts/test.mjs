@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs every tests/**/*.test.ts with Node's own test runner (TypeScript through tsx).
+// Runs every tests/<kind>/*.test.ts with Node's own test runner (TypeScript through tsx).
 // Usage: node scripts/test.mjs [substring…] — only files whose path contains one of the substrings.
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -16,10 +16,16 @@ function walk(dir) {
   });
 }
 
+// Fast kinds first: a broken unit fails in seconds, before the end-to-end runs start.
+const KINDS = ['unit', 'contract', 'integration', 'e2e'];
+const rank = (p) => {
+  const i = KINDS.indexOf(p.split('/')[1]);
+  return i === -1 ? KINDS.length : i;
+};
 const files = walk(join(root, 'tests'))
   .map((p) => relative(root, p))
   .filter((p) => filters.length === 0 || filters.some((f) => p.includes(f)))
-  .sort();
+  .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
