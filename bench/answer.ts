@@ -87,7 +87,7 @@ const sse: number[] = [];
 const openaiCompat: number[] = [];
 const retrieval: number[] = [];
 for (let i = 0; i < runs; i++) {
-  let t = performance.now();
+  const t = performance.now();
   await (await fetch(`${server.url}/v1/retrieve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: question(i % docCount), k: 16 }) })).json();
   retrieval.push(performance.now() - t);
   baseline.push(await firstChunk(direct, prompts[i]!));

@@ -152,7 +152,7 @@ async function queryRun(chunks: number): Promise<string[]> {
       for (const [i, doc] of result.documents.entries()) {
         const op = ops[i]!;
         if (op.op !== 'upsert') continue;
-        doc.current.forEach((id, j) => index.vectors.add(id, op.chunks[j]!.embedding!));
+        doc.current.forEach((id, j) => { index.vectors.add(id, op.chunks[j]!.embedding!); });
         index.catalog.setDocument(doc.key, doc.current, op.chunks.map((c) => c.metadata));
       }
     }

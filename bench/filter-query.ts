@@ -27,7 +27,7 @@ const server = await serve(parseConfig({ data_dir: dataDir, port: 0, embedder: '
 await server.ready;
 const files = Math.ceil(scale / CHUNKS_PER_FILE);
 const base = new URL('/v1/documents/', server.url).toString();
-let t = performance.now();
+const t = performance.now();
 let next = 0;
 await Promise.all(
   Array.from({ length: 4 }, async () => {

@@ -64,7 +64,7 @@ export async function loadDataset(dir: string, cacheDir: string): Promise<Datase
 /** nDCG@k with linear gains, as pytrec_eval computes it for BEIR. */
 export function ndcgAt(ranked: string[], rel: Map<string, number>, k: number): number {
   let dcg = 0;
-  ranked.slice(0, k).forEach((d, i) => (dcg += (rel.get(d) ?? 0) / Math.log2(i + 2)));
+  ranked.slice(0, k).forEach((d, i) => { dcg += (rel.get(d) ?? 0) / Math.log2(i + 2); });
   const ideal = [...rel.values()].sort((a, b) => b - a).slice(0, k);
   const idcg = ideal.reduce((s, g, i) => s + g / Math.log2(i + 2), 0);
   return idcg > 0 ? dcg / idcg : 0;

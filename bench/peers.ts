@@ -68,6 +68,7 @@ class HashingLangChainEmbeddings extends Embeddings {
 /** livedex's hashing embedder as a LlamaIndex `BaseEmbedding`. */
 class HashingLlamaEmbedding extends BaseEmbedding {
   #e = new HashingEmbedder();
+  // biome-ignore lint/complexity/noUselessConstructor: BaseEmbedding's constructor is protected; this one makes it public
   constructor() {
     super();
   }
@@ -103,7 +104,7 @@ class InMemoryRecordManager extends RecordManager {
   async update(keys: string[], opts: UpdateOptions = {}): Promise<void> {
     const at = await this.getTime();
     if (opts.timeAtLeast && at < opts.timeAtLeast) throw new Error('time went backwards');
-    keys.forEach((k, i) => this.#records.set(k, { at, group: opts.groupIds?.[i] ?? null }));
+    keys.forEach((k, i) => { this.#records.set(k, { at, group: opts.groupIds?.[i] ?? null }); });
   }
   async exists(keys: string[]): Promise<boolean[]> {
     return keys.map((k) => this.#records.has(k));

@@ -79,7 +79,10 @@ async function main(): Promise<void> {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let exitedEarly = false;
-  const exited = new Promise<void>((r) => proc.once('exit', () => ((exitedEarly = true), r())));
+  const exited = new Promise<void>((r) => proc.once('exit', () => {
+      exitedEarly = true;
+      r();
+    }));
   const errors: string[] = [];
   const fail = (what: string) => {
     if (errors.length < 20) console.error(`error: ${what}`);

@@ -402,7 +402,7 @@ export class CallMachine<I, O> {
     });
     const settled = Promise.all(keys.map((key) => byKey.get(key)!));
     const results = await (signal ? raceAbort(settled, signal) : settled);
-    results.forEach((value, i) => (outputs[i] = value));
+    results.forEach((value, i) => { outputs[i] = value; });
     return outputs as O[];
   }
 
@@ -513,7 +513,7 @@ export class CallMachine<I, O> {
         const values = batch.map((e, i) => ({ key: e.key, value: outputs[i]! }));
         this.#cache.put(values).catch((err) => this.#logger.warn('call cache write failed', { what: this.#spec.what, error: describeError(err) }));
       }
-      batch.forEach((e, i) => this.#settle(e, outputs[i]!, null));
+      batch.forEach((e, i) => { this.#settle(e, outputs[i]!, null); });
       return;
     }
   }
@@ -550,7 +550,7 @@ export class CallMachine<I, O> {
       if (!Array.isArray(outputs) || outputs.length !== items.length) {
         throw malformed(`${this.#spec.what} returned ${Array.isArray(outputs) ? outputs.length : 'no'} results for ${items.length} items`);
       }
-      if (this.#spec.check) outputs.forEach((o, i) => this.#spec.check!(o, items[i]!));
+      if (this.#spec.check) outputs.forEach((o, i) => { this.#spec.check!(o, items[i]!); });
       return outputs;
     } catch (err) {
       // A call that noticed the abort throws an AbortError; report the timeout instead.

@@ -36,7 +36,7 @@ const isSecretKey = (key: string) => SECRET_KEY.test(key) || CAMEL_SECRET_KEY.te
 
 /** `value` with every secret-named field (at any depth) and every credential in text replaced. */
 export function redactSecrets(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') return value.replace(SECRET_IN_TEXT, (m, scheme: string | undefined) => (scheme ? `${scheme} ${REDACTED}` : REDACTED));
+  if (typeof value === 'string') return value.replace(SECRET_IN_TEXT, (_m, scheme: string | undefined) => (scheme ? `${scheme} ${REDACTED}` : REDACTED));
   if (value === null || typeof value !== 'object' || depth > 8) return value;
   if (value instanceof Error) return redactSecrets({ name: value.name, message: value.message }, depth + 1);
   if (Array.isArray(value)) return value.map((v) => redactSecrets(v, depth + 1));

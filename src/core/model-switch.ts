@@ -155,12 +155,18 @@ export class ModelSwitch {
       if (signal.aborted) break;
       const ids = missing.slice(i, i + page);
       const stored = await engine.chunkEmbeddings(embedder.modelKey, ids);
-      const absent = ids.filter((id, j) => (stored[j] ? (vectors.add(id, stored[j]!), false) : true));
+      const absent: number[] = [];
+      ids.forEach((id, j) => {
+        if (stored[j]) vectors.add(id, stored[j]!);
+        else absent.push(id);
+      });
       if (absent.length > 0) {
         // Chunks with no embedding under this model (the model changed): embed their texts now.
         const rows = await engine.getChunks(absent);
         const vecs = await embedder.embed(rows.map((r) => r.text), signal);
-        rows.forEach((r, j) => catalog.has(r.id) && vectors.add(r.id, vecs[j]!));
+        rows.forEach((r, j) => {
+          if (catalog.has(r.id)) vectors.add(r.id, vecs[j]!);
+        });
         if (!this.#deps.readOnly) await engine.putEmbeddings(embedder.modelKey, rows.map((r, j) => ({ textHash: r.textHash, embedding: vecs[j]! })));
         embedded += rows.length;
         pipeline.countEmbedded(rows.length);

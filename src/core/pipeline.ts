@@ -801,7 +801,7 @@ export class Pipeline {
     const backlog: VectorBacklog[] = [];
     for (const doc of result.documents) {
       const pending = byKey.get(doc.key);
-      if (!pending || pending.op.op !== 'upsert') continue;
+      if (pending?.op.op !== 'upsert') continue;
       const { op } = pending;
       const added = new Set(doc.added);
       const ids: number[] = [];

@@ -1,5 +1,5 @@
 /** @module core/registry — plugins by kind and name; core reaches plugins only through here. */
-import { z } from 'zod';
+import type { z } from 'zod';
 import { LivedexError } from './errors.js';
 import type { ChatModel, Embedder, Logger, Parser, Source, Splitter, TokenSplitting, VectorIndex } from './types.js';
 

@@ -275,7 +275,7 @@ export class HnswWorkerIndex implements VectorIndex {
     const kinds = Uint8Array.from(this.#kinds);
     const ids = Uint32Array.from(this.#ids);
     const vecs = new Float32Array(this.#vecs.length * this.dimensions);
-    this.#vecs.forEach((v, i) => vecs.set(v, i * this.dimensions));
+    this.#vecs.forEach((v, i) => { vecs.set(v, i * this.dimensions); });
     this.#kinds = [];
     this.#ids = [];
     this.#vecs = [];

@@ -225,10 +225,19 @@ function stemPlural(s: string, start: number, end: number, onWord: (s: string, s
   const c3 = s.charCodeAt(end - 3);
   const c4 = end - start >= 4 ? s.charCodeAt(end - 4) : 0;
   const E = 101;
-  if (c2 === E && c3 === 105 /* i */ && c4 !== E && c4 !== 97 /* a */) return onWord(s, start, end - 3, 'y');
-  if (c2 === E && c3 !== 97 && c3 !== E && c3 !== 111 /* o */) return onWord(s, start, end - 1, '');
-  if (c2 === 117 /* u */ || c2 === 115 /* s */) return onWord(s, start, end, '');
-  return onWord(s, start, end - 1, '');
+  if (c2 === E && c3 === 105 /* i */ && c4 !== E && c4 !== 97 /* a */) {
+    onWord(s, start, end - 3, 'y');
+    return;
+  }
+  if (c2 === E && c3 !== 97 && c3 !== E && c3 !== 111 /* o */) {
+    onWord(s, start, end - 1, '');
+    return;
+  }
+  if (c2 === 117 /* u */ || c2 === 115 /* s */) {
+    onWord(s, start, end, '');
+    return;
+  }
+  onWord(s, start, end - 1, '');
 }
 
 /** The words of a text as the embedder sees them (for tests and debugging). */

@@ -285,7 +285,7 @@ export class LocalEmbedder implements Embedder {
         slice.map((i) => texts[i]!),
         { maxTokens: this.maxTokens, pooling: this.pooling, normalize: this.#opts.normalize },
       );
-      slice.forEach((i, j) => (out[i] = vectors[j]!));
+      slice.forEach((i, j) => { out[i] = vectors[j]!; });
     }
     return out;
   }
@@ -301,7 +301,7 @@ async function runModel(
   if (loaded.endToken !== undefined) restoreEndToken(inputs.input_ids as IdTensor, inputs.attention_mask, loaded.endToken);
   const outputs = await loaded.model(inputs);
   const tokens = outputs.last_hidden_state ?? outputs.token_embeddings ?? outputs.logits;
-  if (!tokens || tokens.dims.length !== 3) {
+  if (tokens?.dims.length !== 3) {
     throw new Error(`the model has no token vectors output (last_hidden_state [batch, tokens, dims]); it gave: ${Object.keys(outputs).join(', ')}`);
   }
   const [batch, length, dims] = tokens.dims as [number, number, number];

@@ -77,7 +77,7 @@ export function flatten(value: unknown, path = '', out: string[] = []): string[]
       out.push(`${path || '(root)'}: ${value.map(String).join(', ')}`);
       return out;
     }
-    value.forEach((v, i) => flatten(v, `${path}[${i}]`, out));
+    value.forEach((v, i) => { flatten(v, `${path}[${i}]`, out); });
     return out;
   }
   if (value !== null && typeof value === 'object') {

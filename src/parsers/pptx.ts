@@ -145,6 +145,7 @@ async function slideOrder(zip: JSZip): Promise<string[]> {
 }
 
 /** Calls `visit` for every element, depth first, in document order. */
+// biome-ignore lint/suspicious/noConfusingVoidType: a visitor that never skips returns nothing
 function walk(nodes: XmlNode[], visit: (name: string, attrs: Record<string, unknown>, children: XmlNode[]) => void | 'skip'): void {
   for (const node of nodes) {
     for (const [name, value] of Object.entries(node)) {

@@ -401,7 +401,7 @@ export class FakeDrive extends FakeHttp {
       if (at !== undefined) entries.splice(at, 1);
       entries.push({ entry, index });
       seen.clear();
-      entries.forEach((e, i) => seen.set(e.entry.fileId, i));
+      entries.forEach((e, i) => { seen.set(e.entry.fileId, i); });
     }
     const changes = entries
       .map(({ entry }) => {

@@ -43,7 +43,7 @@ export async function makeTinyModel(dir: string, opts: { variant?: number; onnxN
   const vocab = new Map(words.map((w, i) => [w, i]));
   // Axes: one per synonym group, one per word (its own nuance, [UNK] included), one shared by [CLS] and [SEP].
   const groupAxis = new Map<string, number>();
-  TINY_SYNONYMS.forEach((group, g) => group.forEach((w) => groupAxis.set(w, g)));
+  TINY_SYNONYMS.forEach((group, g) => { for (const w of group) groupAxis.set(w, g); });
   const specialAxis = TINY_SYNONYMS.length;
   const wordAxisBase = specialAxis + 1;
   const dimensions = wordAxisBase + words.length;

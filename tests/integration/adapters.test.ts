@@ -18,7 +18,7 @@ import { RetrieverQueryEngine } from '@llamaindex/core/query-engine';
 import { getResponseSynthesizer } from '@llamaindex/core/response-synthesizers';
 import { TextNode } from '@llamaindex/core/schema';
 import { extractText } from '@llamaindex/core/utils';
-import { LivedexClientError, LivedexRetriever, LivedexVectorStore } from '../../src/adapters/langchain.js';
+import { type LivedexClientError, LivedexRetriever, LivedexVectorStore } from '../../src/adapters/langchain.js';
 import { LivedexRetriever as LlamaLivedexRetriever } from '../../src/adapters/llamaindex.js';
 import { deadUrl, startRecorder, type Recorder } from '../helpers/http-recorder.js';
 import { retrieve, startServer, tempDir, waitFor, type TestServer } from '../helpers/livedex.js';
@@ -44,6 +44,7 @@ class RecordingChatModel extends BaseChatModel {
 /** LlamaIndex's mock LLM, writing down every completion prompt. */
 class RecordingLLM extends MockLLM {
   readonly prompts: string[] = [];
+  // biome-ignore lint/suspicious/noExplicitAny: one body for both of LlamaIndex's overloads (a stream and a response)
   override complete(params: LLMCompletionParamsStreaming | LLMCompletionParamsNonStreaming): Promise<any> {
     this.prompts.push(extractText(params.prompt));
     return super.complete(params as LLMCompletionParamsNonStreaming);

@@ -9,7 +9,7 @@ function utf32(text: string, littleEndian: boolean): Uint8Array {
   const cps = [0xfeff, ...[...text].map((c) => c.codePointAt(0)!)];
   const out = new Uint8Array(cps.length * 4);
   const view = new DataView(out.buffer);
-  cps.forEach((cp, i) => view.setUint32(i * 4, cp, littleEndian));
+  cps.forEach((cp, i) => { view.setUint32(i * 4, cp, littleEndian); });
   return out;
 }
 

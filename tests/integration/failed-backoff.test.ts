@@ -41,7 +41,10 @@ describe('a document that failed', () => {
       // A source repeating the same version (a duplicate event): not read, not parsed.
       const stored = await server.index.engine.getDocument(broken);
       let reads = 0;
-      await server.index.pipeline.enqueue([{ kind: 'upsert', doc: { key: broken, version: stored!.version, metadata: { path: broken }, read: async () => (reads++, new Uint8Array()) } }]);
+      await server.index.pipeline.enqueue([{ kind: 'upsert', doc: { key: broken, version: stored!.version, metadata: { path: broken }, read: async () => {
+              reads++;
+              return new Uint8Array();
+            } } }]);
       await server.index.pipeline.idle();
       assert.equal(reads, 0);
       assert.deepEqual([counters.parsed, counters.failed], [1, 1]);

@@ -94,7 +94,7 @@ describe('local embedder (transformers.js) on a tiny model made by the test', ()
     const got = await Promise.all([batched.embed(texts.slice(0, 10)), batched.embed(texts.slice(10))]);
     const flat = got.flat();
     assert.equal(flat.length, texts.length);
-    flat.forEach((v, i) => assert.ok(dot(v, expected[i]!) > 1 - 1e-5, `text ${i} "${texts[i]}" came back out of place`));
+    flat.forEach((v, i) => { assert.ok(dot(v, expected[i]!) > 1 - 1e-5, `text ${i} "${texts[i]}" came back out of place`); });
   });
 
   it('prefixes queries and documents as configured, and the prefixes are part of the model key', async () => {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createGunzip } from 'node:zlib';
 import fc from 'fast-check';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { definePlugin } from '../../src/core/registry.js';
 import type { Splitter, TokenSplitting } from '../../src/core/types.js';
 import { countSplitTokens, engineTokenSplitting } from '../../src/engine/index.js';
@@ -242,7 +242,7 @@ describe('a served folder split in the engine', () => {
     folder = await tempDir('livedex-split-docs-');
     data = await tempDir('livedex-split-data-');
     const scifact = (await scifactTexts(40)) ?? [];
-    scifact.forEach((text, i) => files.set(`scifact-${i}.txt`, text));
+    scifact.forEach((text, i) => { files.set(`scifact-${i}.txt`, text); });
     files.set('cjk.txt', '東京は日本の首都です。人口は多い。\n\n' + '大阪も大きな都市である。'.repeat(30));
     files.set('emoji.txt', '👨‍👩‍👧‍👦 family 🇫🇷 flag '.repeat(60));
     files.set('spaces.txt', `start${' '.repeat(2000)}middle${'\n'.repeat(300)}\u3000\u00a0 end of it.`);

@@ -8,7 +8,7 @@ import { answerConfigSchema, contextSizes } from '../../src/core/answer.js';
 import { formatContext, parseCitations, renderTemplate } from '../../src/core/answer-prompt.js';
 import { CallError } from '../../src/core/calls.js';
 import { chatCallOptions, wrapChatModel } from '../../src/core/chat-calls.js';
-import { LivedexError } from '../../src/core/errors.js';
+import type { LivedexError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/log.js';
 import type { ChatChunk, ChatModel, ChatResult } from '../../src/core/types.js';
 import { parseConfig } from '../../src/livedex.js';

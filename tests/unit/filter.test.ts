@@ -379,7 +379,10 @@ describe('catalog: one evaluation per distinct metadata object', () => {
     assert.equal(catalog.get(1)!.metadata, catalog.get(297)!.metadata, 'equal metadata is one object');
     assert.notEqual(catalog.get(1)!.metadata, catalog.get(298)!.metadata, 'a chunk with its own page keeps its own');
     let evaluations = 0;
-    const predicate = (m: Metadata) => (evaluations++, m.path === 'docs/big.md');
+    const predicate = (m: Metadata) => {
+      evaluations++;
+      return m.path === 'docs/big.md';
+    };
     const matched = await catalog.matching('k', predicate, new FilterBudget(DEFAULT_FILTER_LIMITS));
     assert.equal(matched.ids.size, 300);
     assert.equal(evaluations, 1 + 3 + 1);

@@ -104,7 +104,7 @@ describe('hnsw vector index', () => {
   it('finds an identical vector at distance 0 and ranks the rest ascending', async () => {
     const { index } = await open(freshDir());
     const vs = vectors(50, 2);
-    vs.forEach((v, i) => index.add(i, v));
+    vs.forEach((v, i) => { index.add(i, v); });
     const hits = index.search(vs[7]!, 5);
     assert.equal(hits.length, 5);
     assert.deepEqual(hits[0], { id: 7, distance: 0 });
@@ -158,7 +158,7 @@ describe('hnsw vector index', () => {
   it('grows beyond its initial capacity by doubling', async () => {
     const { index } = await open(freshDir(), { initial_capacity: 4 });
     const vs = vectors(100, 5);
-    vs.forEach((v, i) => index.add(1000 + i, v));
+    vs.forEach((v, i) => { index.add(1000 + i, v); });
     assert.equal(index.size, 100);
     assert.equal(index.capacity, 128);
     for (let i = 0; i < 100; i += 9) assert.equal(index.search(vs[i]!, 1)[0]!.id, 1000 + i);
@@ -167,7 +167,7 @@ describe('hnsw vector index', () => {
   it('returns every live id when k exceeds the live count', async () => {
     const { index } = await open(freshDir());
     const vs = vectors(10, 6);
-    vs.forEach((v, i) => index.add(i, v));
+    vs.forEach((v, i) => { index.add(i, v); });
     index.remove(4);
     const hits = index.search(vs[0]!, 50);
     assert.deepEqual(hits.map((h) => h.id).sort((a, b) => a - b), [0, 1, 2, 3, 5, 6, 7, 8, 9]);
@@ -178,7 +178,7 @@ describe('hnsw vector index', () => {
     const { index } = await open(freshDir());
     const vs = vectors(2000, 7);
     const all = new Map(vs.map((v, i) => [i, v] as const));
-    vs.forEach((v, i) => index.add(i, v));
+    vs.forEach((v, i) => { index.add(i, v); });
     const allowed = new Set([13, 402, 977, 1501, 1999]);
     const q = vectors(1, 99)[0]!;
     const hits = index.search(q, 5, allowed);
@@ -195,7 +195,7 @@ describe('hnsw vector index', () => {
     const { index } = await open(freshDir());
     const vs = vectors(3000, 8);
     const all = new Map(vs.map((v, i) => [i, v] as const));
-    vs.forEach((v, i) => index.add(i, v));
+    vs.forEach((v, i) => { index.add(i, v); });
     const q = vectors(1, 98)[0]!;
     const even = (id: number): boolean => id % 2 === 0;
     const byPredicate = index.search(q, 10, even);
@@ -217,7 +217,7 @@ describe('hnsw vector index', () => {
     const dir = freshDir();
     const { index } = await open(dir, { initial_capacity: 64 });
     const vs = vectors(300, 9);
-    vs.forEach((v, i) => index.add(i, v));
+    vs.forEach((v, i) => { index.add(i, v); });
     for (let i = 0; i < 300; i += 7) index.remove(i);
     await index.save(42);
     assert.equal(index.snapshotSeq, 42);
@@ -308,7 +308,7 @@ describe('hnsw vector index', () => {
   it('starts empty, without throwing, when the graph file is truncated', async () => {
     const dir = freshDir();
     const { index } = await open(dir);
-    vectors(50, 11).forEach((v, i) => index.add(i, v));
+    vectors(50, 11).forEach((v, i) => { index.add(i, v); });
     await index.save(5);
     const graph = (await readdir(dir)).find((f) => f.endsWith('.hnsw'))!;
     await truncate(path.join(dir, graph), 1000);
@@ -325,7 +325,7 @@ describe('hnsw vector index', () => {
   it('starts empty when a byte of the graph file is flipped', async () => {
     const dir = freshDir();
     const { index } = await open(dir);
-    vectors(50, 13).forEach((v, i) => index.add(i, v));
+    vectors(50, 13).forEach((v, i) => { index.add(i, v); });
     await index.save(5);
     await flipGraphByte(dir, 3);
     const { index: loaded, warnings } = await open(dir);
@@ -336,7 +336,7 @@ describe('hnsw vector index', () => {
   it('starts empty when the header of the graph file is damaged, though hnswlib reads it beside the checksum', async () => {
     const dir = freshDir();
     const { index } = await open(dir);
-    vectors(50, 14).forEach((v, i) => index.add(i, v));
+    vectors(50, 14).forEach((v, i) => { index.add(i, v); });
     await index.save(5);
     const file = path.join(dir, (await readdir(dir)).find((f) => f.endsWith('.hnsw'))!);
     const good = await readFile(file);
@@ -354,7 +354,7 @@ describe('hnsw vector index', () => {
   it('starts empty when meta.json is garbage or missing its files', async () => {
     const dir = freshDir();
     const { index } = await open(dir);
-    vectors(20, 14).forEach((v, i) => index.add(i, v));
+    vectors(20, 14).forEach((v, i) => { index.add(i, v); });
     await index.save(3);
     await writeFile(path.join(dir, 'meta.json'), '{"version": 1, "modelKey": ');
     const garbage = await open(dir);
@@ -372,7 +372,7 @@ describe('hnsw vector index', () => {
   it('does not reuse a snapshot made for another model or dimension', async () => {
     const dir = freshDir();
     const { index } = await open(dir);
-    vectors(20, 15).forEach((v, i) => index.add(i, v));
+    vectors(20, 15).forEach((v, i) => { index.add(i, v); });
     await index.save(9);
     const other = await open(dir, {}, { modelKey: 'test:model-b' });
     assert.equal(other.index.size, 0);
@@ -424,8 +424,11 @@ describe('hnsw vector index on its own thread', () => {
     const { index } = await openThread(freshDir(), { initial_capacity: 64 });
     const { index: local } = await open(freshDir(), { initial_capacity: 64 });
     const vs = vectors(600, 21);
-    vs.forEach((v, i) => (index.add(i * 3, v), local.add(i * 3, v)));
-    for (const id of [0, 30, 300, 1797]) (index.remove(id), local.remove(id));
+    vs.forEach((v, i) => { index.add(i * 3, v); local.add(i * 3, v); });
+    for (const id of [0, 30, 300, 1797]) {
+      index.remove(id);
+      local.remove(id);
+    }
     index.add(33, vs[5]!);
     local.add(33, vs[5]!);
     assert.equal(index.size, local.size);
@@ -444,10 +447,10 @@ describe('hnsw vector index on its own thread', () => {
   it('never returns an id whose removal was sent, even before the thread applies it', async () => {
     const { index } = await openThread(freshDir());
     const vs = vectors(400, 23);
-    vs.forEach((v, i) => index.add(i, v));
+    vs.forEach((v, i) => { index.add(i, v); });
     await index.flush();
     // Thousands of adds queued ahead of the removals: the searches are answered between slices.
-    vectors(3000, 24).forEach((v, i) => index.add(1000 + i, v));
+    vectors(3000, 24).forEach((v, i) => { index.add(1000 + i, v); });
     for (let i = 0; i < 400; i += 2) index.remove(i);
     const answers = await Promise.all(vs.slice(0, 40).map((v) => index.search(v, 5)));
     for (const hits of answers) assert.ok(hits.every((h) => h.id % 2 === 1 || h.id >= 1000), JSON.stringify(hits));
@@ -462,7 +465,7 @@ describe('hnsw vector index on its own thread', () => {
     const dir = freshDir();
     const { index } = await openThread(dir);
     const vs = vectors(300, 25);
-    vs.forEach((v, i) => index.add(i, v));
+    vs.forEach((v, i) => { index.add(i, v); });
     await index.save(7);
     index.add(999, vs[0]!); // after the save: not in it
     assert.equal(index.snapshotSeq, 7);
@@ -481,7 +484,7 @@ describe('hnsw vector index on its own thread', () => {
   it('reports a damaged snapshot through the logger and starts empty; refuses bad vectors at once', async () => {
     const dir = freshDir();
     const { index } = await openThread(dir);
-    vectors(50, 26).forEach((v, i) => index.add(i, v));
+    vectors(50, 26).forEach((v, i) => { index.add(i, v); });
     await index.save(3);
     await flipGraphByte(dir, 5);
     const { index: loaded, warnings } = await openThread(dir);
@@ -509,8 +512,14 @@ describe('hnsw vector index on its own thread', () => {
       const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), file], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d));
-      const timer = setTimeout(() => (child.kill(), reject(new Error('the process did not exit within 30 s'))), 30_000);
-      child.on('exit', (c) => (clearTimeout(timer), resolve({ stdout: out, code: c })));
+      const timer = setTimeout(() => {
+        child.kill();
+        reject(new Error('the process did not exit within 30 s'));
+      }, 30_000);
+      child.on('exit', (c) => {
+        clearTimeout(timer);
+        resolve({ stdout: out, code: c });
+      });
     });
     assert.equal(code, 0);
     assert.deepEqual(JSON.parse(stdout), [{ id: 1, distance: 0 }]);

@@ -5,7 +5,7 @@ import { silentLogger } from '../../src/core/log.js';
 import { Registry } from '../../src/core/registry.js';
 import type { Splitter } from '../../src/core/types.js';
 import { splitterPlugins } from '../../src/splitters/index.js';
-import { loadCl100k, loadTokenCounter, TokenCounter, TokenSplitter, type TokenSplitterOptions } from '../../src/splitters/token.js';
+import { loadCl100k, loadTokenCounter, type TokenCounter, TokenSplitter, type TokenSplitterOptions } from '../../src/splitters/token.js';
 
 let encoder: Tiktoken;
 let counter: TokenCounter;

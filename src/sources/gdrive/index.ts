@@ -205,7 +205,7 @@ export class DriveFeed implements Feed {
   async changes(cursor: string, signal: AbortSignal): Promise<FeedPage> {
     const state = parseState(cursor);
     if (state.relist) throw new CursorLostError('a folder left the indexed tree');
-    let res;
+    let res: { data: drive_v3.Schema$ChangeList };
     try {
       res = await this.#call(
         () =>

@@ -55,7 +55,7 @@ async function writeDurably(path: string, data: string | Uint8Array): Promise<vo
 function keyProblem(inner: string): string | null {
   if (inner === '') return 'the key is empty';
   if (Buffer.byteLength(inner) > MAX_PUSH_KEY_BYTES) return `the key is longer than ${MAX_PUSH_KEY_BYTES} bytes`;
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this rejects
   if (/[\u0000-\u001f\u007f]/.test(inner)) return 'the key holds control characters';
   if (inner.includes('\\')) return 'the key holds a backslash; separate folders with "/"';
   if (inner.startsWith('/')) return 'the key starts with "/"';

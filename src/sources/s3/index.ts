@@ -208,7 +208,7 @@ export class S3Source implements Source {
       stored = null;
     }
     const scope = this.#scope();
-    this.#fullResync = !stored || stored.v !== 1 || stored.bucket !== scope.bucket || stored.prefix !== scope.prefix || stored.endpoint !== scope.endpoint;
+    this.#fullResync = stored?.v !== 1 || stored.bucket !== scope.bucket || stored.prefix !== scope.prefix || stored.endpoint !== scope.endpoint;
     if (this.#fullResync && known.size > 0) {
       ctx.logger.info('no listing snapshot for this bucket and prefix: every object is read again once', { source: this.id, known: known.size });
     }
